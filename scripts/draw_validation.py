@@ -1,0 +1,33 @@
+"""Draw a validation file of N images per digit (with labels) from a labelled .npz.
+
+    python scripts/draw_validation.py ../shared/data/mnist_1_4_8_train.npz models/val.npz
+
+`make model` uses it with the default seed, so the shipped model can be reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source")
+    parser.add_argument("output")
+    parser.add_argument("--per-digit", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with np.load(args.source) as archive:
+        images, labels = archive["data"], archive["labels"]
+    rng = np.random.default_rng(args.seed)
+    chosen = np.concatenate([
+        rng.choice(np.flatnonzero(labels == digit), args.per_digit, replace=False) for digit in np.unique(labels)
+    ])
+    np.savez(args.output, data=images[chosen], labels=labels[chosen])
+    print(f"{args.output}: {len(chosen)} images, digits {np.unique(labels).tolist()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Score the grader's outputs against labelled files, as the course does.
+
+    python scripts/score.py --test TEST.npz --predictions vae.csv \
+                            --recon RECON.npz --reconstructed vae_reconstructed.npz
+
+Prints F1avg ((macro F1 + micro F1) / 2), accuracy, 1 - MSE and mean SSIM (data_range 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from skimage.metrics import structural_similarity
+from sklearn.metrics import accuracy_score, f1_score
+
+
+def classification_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    macro = f1_score(truth, predicted, average="macro")
+    micro = f1_score(truth, predicted, average="micro")
+    return {"F1avg": (macro + micro) / 2, "accuracy": accuracy_score(truth, predicted)}
+
+
+def reconstruction_scores(originals: np.ndarray, reconstructed: np.ndarray) -> dict[str, float]:
+    """1 - MSE and mean SSIM against the originals (uint8 0-255) scaled to [0, 1]."""
+    truth = originals.astype(np.float64).reshape(reconstructed.shape) / 255.0
+    ssim = np.mean([structural_similarity(a, b, data_range=1.0) for a, b in zip(truth, reconstructed)])
+    return {"1-MSE": float(1 - np.mean((truth - reconstructed) ** 2)), "SSIM": float(ssim)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test", required=True)
+    parser.add_argument("--predictions", default="vae.csv")
+    parser.add_argument("--recon", required=True)
+    parser.add_argument("--reconstructed", default="vae_reconstructed.npz")
+    args = parser.parse_args()
+    with np.load(args.test) as test, np.load(args.recon) as recon, np.load(args.reconstructed) as out:
+        predicted = np.loadtxt(args.predictions, skiprows=1, dtype=int, ndmin=1)
+        scores = classification_scores(test["labels"], predicted)
+        scores |= reconstruction_scores(recon["data"], out["data"])
+    print("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The hand-written Gaussian mixture: EM's guarantees, known clusters, and sklearn's answer."""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+
+import vae
+
+TRUE_MEANS = np.array([[-4.0, 0.0], [3.0, 3.0], [3.0, -3.0]])
+TRUE_COVARIANCES = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.4], [-0.4, 0.4]]])
+TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])
+
+
+def sample_mixture(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    components = rng.choice(3, size=n, p=TRUE_WEIGHTS)
+    points = np.stack([rng.multivariate_normal(TRUE_MEANS[k], TRUE_COVARIANCES[k]) for k in components])
+    return points, components
+
+
+def rough_start(points: np.ndarray, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    means = TRUE_MEANS + rng.normal(scale=1.0, size=TRUE_MEANS.shape)
+    covariances = np.repeat(np.cov(points.T)[None], 3, axis=0)
+    return np.full(3, 1 / 3), means, covariances
+
+
+def test_log_density_matches_the_closed_form():
+    points = np.array([[0.0, 0.0], [1.0, -2.0]])
+    covariance = np.array([[2.0, 0.5], [0.5, 1.0]])
+    inverse, det = np.linalg.inv(covariance), np.linalg.det(covariance)
+    expected = [-0.5 * (x @ inverse @ x) - np.log(2 * np.pi) - 0.5 * np.log(det) for x in points]
+    assert np.allclose(vae.gaussian_log_density(points, np.zeros((1, 2)), covariance[None])[:, 0], expected)
+
+
+@pytest.mark.parametrize("semi_supervised", [False, True])
+def test_log_likelihood_never_decreases(semi_supervised):
+    points, components = sample_mixture(600)
+    labelled = dict(labelled_points=points[:9], labelled_components=components[:9]) if semi_supervised else {}
+    fit = vae.fit_gmm(points, *rough_start(points), tol=0, max_iter=60, **labelled)
+    trace = fit["log_likelihood_trace"]
+    assert len(trace) == 60
+    assert np.all(np.diff(trace) >= -1e-10)
+    assert trace[-1] > trace[0] + 0.1
+
+
+def test_recovers_known_clusters():
+    points, components = sample_mixture(3000)
+    fit = vae.fit_gmm(points, *rough_start(points))
+    assert fit["converged"]
+    assert np.allclose(fit["means"], TRUE_MEANS, atol=0.15)
+    assert np.allclose(fit["covariances"], TRUE_COVARIANCES, atol=0.2)
+    assert np.allclose(fit["weights"], TRUE_WEIGHTS, atol=0.03)
+    fit["digits"] = np.array([1, 4, 8])
+    assert np.mean(vae.gmm_predict(fit, points) == fit["digits"][components]) > 0.97
+
+
+def test_agrees_with_sklearn_from_the_same_start():
+    points, _ = sample_mixture(1500, seed=3)
+    weights, means, covariances = rough_start(points, seed=4)
+    ours = vae.fit_gmm(points, weights, means, covariances, tol=1e-10, max_iter=1000)
+    reference = GaussianMixture(
+        3, covariance_type="full", tol=1e-10, max_iter=1000, reg_covar=vae.GMM_REG_COVAR,
+        weights_init=weights, means_init=means, precisions_init=np.linalg.inv(covariances),
+    ).fit(points)
+    assert np.allclose(ours["means"], reference.means_, atol=1e-4)
+    assert np.allclose(ours["covariances"], reference.covariances_, atol=1e-4)
+    assert np.allclose(ours["weights"], reference.weights_, atol=1e-5)
+    assert np.isclose(ours["log_likelihood_trace"][-1], reference.score(points), atol=1e-6)
+
+
+def test_labelled_points_relabel_components_that_em_carried_off():
+    points, components = sample_mixture(900)
+    weights, means, covariances = rough_start(points)
+    means[[0, 1]] = means[[1, 0]]  # components 0 and 1 start on each other's cluster
+    anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
+    fit = vae.fit_gmm(points, weights, means, covariances, points[anchors], components[anchors])
+    fit["digits"] = np.arange(3)
+    assert np.mean(vae.gmm_predict(fit, points) == components) < 0.5  # 15 anchors do not hold EM
+    log_joint = vae.gmm_log_joint(points[anchors], fit["weights"], fit["means"], fit["covariances"])
+    order = vae.assign_components(log_joint, components[anchors])
+    assert order.tolist() == [1, 0, 2]
+    fit["digits"][order] = np.arange(3)
+    assert np.mean(vae.gmm_predict(fit, points) == components) > 0.95
+
+
+def test_assignment_is_the_exact_optimum():
+    rng = np.random.default_rng(5)
+    log_joint = rng.normal(size=(40, 6))
+    components = rng.integers(0, 6, size=40)
+    score = np.zeros((6, 6))
+    np.add.at(score, components, log_joint)
+    brute_force = max(permutations(range(6)), key=lambda order: sum(score[d, k] for d, k in enumerate(order)))
+    assert vae.assign_components(log_joint, components).tolist() == list(brute_force)
+
+
+def test_digit_gmm_names_components_by_validation_digit():
+    points, components = sample_mixture(900)
+    digits = np.array([2, 6, 9])[components]
+    anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
+    gmm = vae.fit_digit_gmm(points, points[anchors], digits[anchors])
+    assert gmm["digits"].tolist() == [2, 6, 9]
+    assert np.mean(vae.gmm_predict(gmm, points) == digits) > 0.95

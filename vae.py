@@ -1,0 +1,737 @@
+"""Few-shot digit classification with a variational autoencoder and a Gaussian mixture.
+
+COL333/COL671 Assignment 3, Part II. An MLP VAE learns a 2-D latent space from unlabelled
+images; a Gaussian mixture, written here in NumPy and fitted by EM on the latent means, turns
+that space into a classifier with one component per digit, anchored by five labelled
+validation images per digit.
+
+The course grader's three commands:
+
+    python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl
+    python vae.py RECON.npz test_reconstruction vae.pth          # writes vae_reconstructed.npz
+    python vae.py TEST.npz test_classifier vae.pth gmm_params.pkl   # writes vae.csv
+
+and the report (figures and metrics, see `python vae.py --help`):
+
+    python vae.py TRAIN.npz VAL.npz report vae.pth gmm_params.pkl [--out report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# -----------------------------------------------------------------------------------------------
+# Defaults. Flags override them; the grader's exact commands always run with these.
+
+LATENT_DIM = 2
+HIDDEN_DIMS = (512, 256)
+EPOCHS = 40
+BATCH_SIZE = 128
+LEARNING_RATE = 2e-3
+BETA = 1.0
+SEED = 0
+
+GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
+GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
+GMM_MAX_ITER = 500
+
+RECONSTRUCTION_FILE = "vae_reconstructed.npz"
+PREDICTIONS_FILE = "vae.csv"
+PREDICTIONS_HEADER = "Predicted_Label"
+
+
+class InputError(Exception):
+    """A problem with the user's input or command line: reported in one line, exit code 2."""
+
+
+# -----------------------------------------------------------------------------------------------
+# Data: .npz or .csv files of images in any of the common layouts, scaled to [0, 1].
+
+
+class Images(NamedTuple):
+    pixels: np.ndarray  # (N, H, W) float32 in [0, 1]
+    labels: np.ndarray | None  # (N,) int64, or None when the file has none
+    shape: tuple[int, ...]  # the layout of the file's image array, for writing results back
+
+
+def _is_square(n: int) -> bool:
+    return n > 0 and math.isqrt(n) ** 2 == n
+
+
+def _read_arrays(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (images, labels or None) as stored in an .npz or .csv file."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    if path.lower().endswith(".csv"):
+        return _read_csv(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(f"{path}: not a readable .npz file ({error})") from None
+    except Exception as error:  # zipfile.BadZipFile and friends from a corrupt archive
+        raise InputError(f"{path}: corrupt .npz file ({type(error).__name__})") from None
+    if not isinstance(arrays, dict) or not arrays:
+        raise InputError(f"{path}: the file holds no arrays")
+    labels = arrays.pop("labels", None)
+    if "data" in arrays:
+        return arrays["data"], labels
+    if len(arrays) == 1:
+        return next(iter(arrays.values())), labels
+    raise InputError(f"{path}: no image array: expected key 'data', found {sorted(arrays)}")
+
+
+def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """One image per row: a square number of pixel columns, then optionally a label column."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first_line = handle.readline()
+        has_header = any(c.isalpha() for c in first_line.replace("e", "").replace("E", ""))
+        table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), ndmin=2)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{path}: not a numeric CSV of images ({error})") from None
+    columns = table.shape[1]
+    if _is_square(columns):
+        return table, None
+    if _is_square(columns - 1):
+        return table[:, :-1], table[:, -1]
+    raise InputError(
+        f"{path}: {columns} columns is neither a square number of pixels nor one more (pixels + label)"
+    )
+
+
+def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) -> np.ndarray:
+    """Reshape any accepted layout to (N, H, W)."""
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim == 2:
+        rows, columns = array.shape
+        flat = columns == pixels_per_image if pixels_per_image else _is_square(columns) and rows != columns
+        if flat and _is_square(columns):
+            side = math.isqrt(columns)
+            array = array.reshape(rows, side, side)
+        elif flat:
+            raise InputError(f"{path}: rows of {columns} pixels are not square images")
+        else:
+            array = array[None]
+    if array.ndim != 3:
+        raise InputError(
+            f"{path}: images of shape {array.shape} not understood; "
+            "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0 or array.shape[2] == 0:
+        raise InputError(f"{path}: the image array is empty")
+    return array
+
+
+def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
+    """uint8 0-255, float 0-1 or float 0-255 to float32 in [0, 1]."""
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"{path}: images must be numbers, not {array.dtype}")
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise InputError(f"{path}: images contain NaN or infinite values")
+    low, high = values.min(), values.max()
+    if low < 0 or high > 255:
+        raise InputError(f"{path}: pixel values must lie in [0, 255] or [0, 1], found [{low:g}, {high:g}]")
+    if np.issubdtype(array.dtype, np.integer) or high > 1:
+        values = values / 255.0
+    return values.astype(np.float32)
+
+
+def load_images(path: str, pixels_per_image: int | None = None, need_labels: bool = False) -> Images:
+    """Read, validate and scale a file of images; `pixels_per_image` is the model's input size."""
+    raw, labels = _read_arrays(path)
+    original_shape = tuple(raw.shape)
+    stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
+    pixels = _scale_to_unit(stack, path)
+    if pixels_per_image is not None and pixels[0].size != pixels_per_image:
+        raise InputError(
+            f"{path}: images of {pixels.shape[1]}x{pixels.shape[2]} pixels, but the model was "
+            f"trained on images of {pixels_per_image} pixels"
+        )
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.size != len(pixels):
+            raise InputError(f"{path}: {labels.size} labels for {len(pixels)} images")
+        if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):
+            raise InputError(f"{path}: labels must be whole numbers")
+        if not np.all(labels == np.round(labels)):
+            raise InputError(f"{path}: labels must be whole numbers")
+        labels = labels.astype(np.int64)
+    if need_labels and labels is None:
+        raise InputError(f"{path}: the validation file needs a 'labels' array (the digit of each image)")
+    return Images(pixels, labels, original_shape)
+
+
+# -----------------------------------------------------------------------------------------------
+# Model: an MLP encoder to a Gaussian posterior q(z|x), and an MLP decoder to Bernoulli pixel logits.
+
+
+class VAE(nn.Module):
+    def __init__(
+        self,
+        input_dim: int = 784,
+        hidden_dims: tuple[int, ...] = HIDDEN_DIMS,
+        latent_dim: int = LATENT_DIM,
+    ) -> None:
+        super().__init__()
+        self.input_dim, self.latent_dim = input_dim, latent_dim
+        self.encoder = _mlp([input_dim, *hidden_dims])
+        self.to_mean = nn.Linear(hidden_dims[-1], latent_dim)
+        self.to_log_var = nn.Linear(hidden_dims[-1], latent_dim)
+        self.decoder = nn.Sequential(
+            _mlp([latent_dim, *reversed(hidden_dims)]), nn.Linear(hidden_dims[0], input_dim)
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(x.flatten(1))
+        return self.to_mean(hidden), self.to_log_var(hidden)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel intensities in [0, 1], flat: (N, input_dim)."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, log_var = self.encode(x)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        return self.decode_logits(z), mean, log_var
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> VAE:
+        """Rebuild a VAE of whatever sizes `state` was trained with, and load it."""
+        weights = [state[k] for k in state if k.startswith("encoder.") and k.endswith(".weight")]
+        model = cls(
+            input_dim=weights[0].shape[1],
+            hidden_dims=tuple(w.shape[0] for w in weights),
+            latent_dim=state["to_mean.weight"].shape[0],
+        )
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# -----------------------------------------------------------------------------------------------
+# Loss and training.
+
+
+def vae_loss(
+    logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Negative ELBO per image: Bernoulli reconstruction (nats) + beta * KL(q(z|x) || N(0, I))."""
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum") / len(x)
+    kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
+    return reconstruction + beta * kl, reconstruction, kl
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def train_vae(
+    pixels: np.ndarray,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
+    beta: float = BETA,
+    hidden_dims: tuple[int, ...] = HIDDEN_DIMS,
+    latent_dim: int = LATENT_DIM,
+    log=print,
+) -> tuple[VAE, list[dict[str, float]]]:
+    """Fit a VAE to images (N, H, W) in [0, 1]; return it with one history entry per epoch."""
+    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
+    model = VAE(data.shape[1], hidden_dims, latent_dim)
+    log(f"VAE parameters: {count_parameters(model):,}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    steps_per_epoch = math.ceil(len(data) / batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.2
+    )
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        totals = torch.zeros(3)
+        for batch in torch.randperm(len(data)).split(batch_size):
+            x = data[batch]
+            logits, mean, log_var = model(x)
+            loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, beta)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss.item()} in epoch {epoch}; try a smaller --lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            totals += torch.stack([loss.detach(), reconstruction.detach(), kl.detach()]) * len(x)
+        loss_value, reconstruction_value, kl_value = (totals / len(data)).tolist()
+        elapsed = time.perf_counter() - start
+        history.append(
+            {"epoch": epoch, "loss": loss_value, "reconstruction": reconstruction_value,
+             "kl": kl_value, "seconds": elapsed}
+        )
+        log(
+            f"epoch {epoch:3d}/{epochs}  loss {loss_value:8.3f}  reconstruction "
+            f"{reconstruction_value:8.3f}  kl {kl_value:6.3f}  {elapsed:6.1f} s"
+        )
+    return model.eval(), history
+
+
+@torch.no_grad()
+def encode_means(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Latent means of images (N, H, W), as float64 for the GMM."""
+    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
+    return torch.cat([model.encode(chunk)[0] for chunk in data.split(batch_size)]).double().numpy()
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Decode each image's latent mean: no sampling, so the same input gives the same output."""
+    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
+    decoded = [model.decode(model.encode(chunk)[0]) for chunk in data.split(batch_size)]
+    return torch.cat(decoded).numpy().reshape(pixels.shape)
+
+
+# -----------------------------------------------------------------------------------------------
+# Gaussian mixture: EM in the log domain with full covariances. The labelled validation points,
+# when given, keep their known component in every E-step (semi-supervised EM).
+
+
+def gaussian_log_density(points: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """log N(x | mean_k, cov_k) for every point and component: (N, K), through Cholesky factors."""
+    n_features = points.shape[1]
+    log_densities = np.empty((len(points), len(means)))
+    for k, (mean, covariance) in enumerate(zip(means, covariances)):
+        cholesky = np.linalg.cholesky(covariance)
+        whitened = np.linalg.solve(cholesky, (points - mean).T)
+        log_det = 2.0 * np.log(np.diag(cholesky)).sum()
+        log_densities[:, k] = -0.5 * (
+            n_features * np.log(2 * np.pi) + log_det + np.square(whitened).sum(axis=0)
+        )
+    return log_densities
+
+
+def logsumexp(values: np.ndarray, axis: int) -> np.ndarray:
+    peak = values.max(axis=axis, keepdims=True)
+    return np.squeeze(peak, axis) + np.log(np.exp(values - peak).sum(axis=axis))
+
+
+def gmm_log_joint(
+    points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """log(weight_k) + log N(x | k): (N, K)."""
+    return np.log(weights) + gaussian_log_density(points, means, covariances)
+
+
+def _maximisation_step(
+    points: np.ndarray, responsibilities: np.ndarray, reg_covar: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    totals = responsibilities.sum(axis=0) + 10 * np.finfo(float).eps
+    weights = totals / totals.sum()
+    means = responsibilities.T @ points / totals[:, None]
+    covariances = np.empty((len(means), points.shape[1], points.shape[1]))
+    for k, mean in enumerate(means):
+        centred = points - mean
+        covariances[k] = (responsibilities[:, k, None] * centred).T @ centred / totals[k]
+        covariances[k].flat[:: points.shape[1] + 1] += reg_covar
+    return weights, means, covariances
+
+
+def fit_gmm(
+    points: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    labelled_points: np.ndarray | None = None,
+    labelled_components: np.ndarray | None = None,
+    reg_covar: float = GMM_REG_COVAR,
+    tol: float = GMM_TOL,
+    max_iter: int = GMM_MAX_ITER,
+) -> dict:
+    """EM from the given parameters. Returns the fitted parameters and the log-likelihood trace.
+
+    The objective is the mean over all points of log p(x) for unlabelled points and of
+    log p(x, k) for labelled ones, which EM never decreases.
+    """
+    n_components = len(means)
+    if labelled_points is None:
+        labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
+    fixed = np.eye(n_components)[labelled_components]
+    all_points = np.concatenate([points, labelled_points])
+    trace: list[float] = []
+    converged = False
+    for _ in range(max_iter):
+        log_joint = gmm_log_joint(points, weights, means, covariances)
+        log_evidence = logsumexp(log_joint, axis=1)
+        labelled_log_joint = gmm_log_joint(labelled_points, weights, means, covariances)
+        labelled_term = labelled_log_joint[np.arange(len(labelled_points)), labelled_components]
+        trace.append(float((log_evidence.sum() + labelled_term.sum()) / len(all_points)))
+        if len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
+            converged = True
+            break
+        responsibilities = np.concatenate([np.exp(log_joint - log_evidence[:, None]), fixed])
+        weights, means, covariances = _maximisation_step(all_points, responsibilities, reg_covar)
+    return {
+        "weights": weights,
+        "means": means,
+        "covariances": covariances,
+        "log_likelihood_trace": np.array(trace),
+        "n_iter": len(trace),
+        "converged": converged,
+    }
+
+
+def gmm_predict(gmm: dict, points: np.ndarray) -> np.ndarray:
+    """The digit of the most probable component for each point."""
+    log_joint = gmm_log_joint(points, gmm["weights"], gmm["means"], gmm["covariances"])
+    return gmm["digits"][log_joint.argmax(axis=1)]
+
+
+def assign_components(labelled_log_joint: np.ndarray, labelled_components: np.ndarray) -> np.ndarray:
+    """The one-to-one relabelling of components that best explains the labelled points.
+
+    EM can carry a component onto another digit's cluster. Returns `order` such that digit d is
+    component order[d], maximising the labelled points' joint log-likelihood: an exact assignment,
+    by dynamic programming over subsets of components (K <= 10 digits is instant).
+    """
+    n_components = labelled_log_joint.shape[1]
+    score = np.zeros((n_components, n_components))  # score[d, k]: digit d's points under component k
+    np.add.at(score, labelled_components, labelled_log_joint)
+    best: dict[int, tuple[float, tuple[int, ...]]] = {0: (0.0, ())}
+    for digit in range(n_components):
+        extended: dict[int, tuple[float, tuple[int, ...]]] = {}
+        for used, (total, order) in best.items():
+            for k in range(n_components):
+                if not used >> k & 1:
+                    candidate = (total + score[digit, k], (*order, k))
+                    key = used | 1 << k
+                    if key not in extended or candidate[0] > extended[key][0]:
+                        extended[key] = candidate
+        best = extended
+    return np.array(best[(1 << n_components) - 1][1])
+
+
+def fit_digit_gmm(
+    train_latents: np.ndarray, val_latents: np.ndarray, val_labels: np.ndarray
+) -> dict:
+    """One component per validation digit, started at the digit's validation mean."""
+    digits = np.unique(val_labels)
+    components = np.searchsorted(digits, val_labels)
+    means = np.stack([val_latents[components == k].mean(axis=0) for k in range(len(digits))])
+    spread = np.cov(train_latents.T).reshape(train_latents.shape[1], -1) / len(digits) ** 2
+    covariances = np.repeat(spread[None], len(digits), axis=0)
+    weights = np.full(len(digits), 1 / len(digits))
+    gmm = fit_gmm(train_latents, weights, means, covariances, val_latents, components)
+    labelled_log_joint = gmm_log_joint(val_latents, gmm["weights"], gmm["means"], gmm["covariances"])
+    gmm["digits"] = np.empty_like(digits)
+    gmm["digits"][assign_components(labelled_log_joint, components)] = digits
+    return gmm
+
+
+# -----------------------------------------------------------------------------------------------
+# Files: every output is written to a temporary file beside it and renamed into place, so a failed
+# or interrupted run leaves existing outputs as they were. Inputs are read without running code.
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str) -> Iterator[list[str]]:
+    """Yield temporary paths to write; rename them onto `paths` only if the block succeeds."""
+    temporaries: list[str] = []
+    try:
+        for path in paths:
+            directory = os.path.dirname(os.path.abspath(path))
+            handle, temporary = tempfile.mkstemp(prefix=".", suffix=".partial", dir=directory)
+            os.close(handle)
+            temporaries.append(temporary)
+        yield temporaries
+        umask = os.umask(0)
+        os.umask(umask)
+        for temporary, path in zip(temporaries, paths):
+            os.chmod(temporary, 0o666 & ~umask)
+            os.replace(temporary, path)
+    finally:
+        for temporary in temporaries:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+
+
+def check_writable(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a file path")
+    if not os.path.isdir(directory):
+        raise InputError(f"{path}: the folder {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write in {directory}")
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A hash of the weights, stored in the GMM file to catch a GMM paired with another model."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_model(path: str) -> tuple[VAE, str]:
+    """Load a VAE from a plain state_dict, without unpickling arbitrary objects."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such model file (train one first)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return VAE.from_state_dict(state), state_fingerprint(state)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: not a VAE state_dict saved by this program ({reason})") from None
+
+
+_NUMPY_RECONSTRUCTORS = {
+    "_reconstruct": np.ndarray((0,)).__reduce__()[0],
+    "scalar": np.float64(0).__reduce__()[0],
+    "_frombuffer": np.ndarray((1,)).__reduce_ex__(5)[0],
+    "dtype": np.dtype,
+    "ndarray": np.ndarray,
+}
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Admits only what a dict of NumPy arrays needs; anything else stops the load."""
+
+    def find_class(self, module: str, name: str):
+        if module.split(".")[0] == "numpy" and name in _NUMPY_RECONSTRUCTORS:
+            return _NUMPY_RECONSTRUCTORS[name]
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+GMM_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")
+
+
+def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such GMM file (train one first)")
+    try:
+        with open(path, "rb") as handle:
+            gmm = _PlainDataUnpickler(handle).load()
+    except Exception as error:
+        raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
+    if not isinstance(gmm, dict) or any(key not in gmm for key in GMM_KEYS):
+        raise InputError(f"{path}: not a GMM file saved by this program (missing keys)")
+    if np.shape(gmm["means"]) != (len(gmm["digits"]), model.latent_dim):
+        raise InputError(f"{path}: the GMM does not match the model's latent dimension")
+    if gmm["vae_sha256"] != fingerprint:
+        raise InputError(f"{path}: this GMM was fitted with a different vae.pth; train both together")
+    return gmm
+
+
+# -----------------------------------------------------------------------------------------------
+# Commands.
+
+
+def command_train(args: argparse.Namespace) -> None:
+    for path in (args.vae_path, args.gmm_path):
+        check_writable(path)
+    train = load_images(args.train_path)
+    validation = load_images(args.val_path, need_labels=True)
+    if train.pixels.shape[1:] != validation.pixels.shape[1:]:
+        raise InputError(
+            f"{args.val_path}: validation images are {validation.pixels.shape[1:]} but training "
+            f"images are {train.pixels.shape[1:]}"
+        )
+    digits = np.unique(validation.labels)
+    if len(digits) < 2:
+        raise InputError(f"{args.val_path}: the validation labels must name at least 2 digits")
+    log = (lambda *_: None) if args.quiet else print
+    log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "
+        f"digits {digits.tolist()} from {len(validation.pixels)} validation images")
+    seed_everything(args.seed)
+    model, history = train_vae(
+        train.pixels, args.epochs, args.batch_size, args.lr, args.beta, args.hidden, args.latent_dim, log
+    )
+    gmm = fit_digit_gmm(
+        encode_means(model, train.pixels), encode_means(model, validation.pixels), validation.labels
+    )
+    state = model.state_dict()
+    gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
+    accuracy = float(np.mean(gmm_predict(gmm, encode_means(model, validation.pixels)) == validation.labels))
+    log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
+        f"validation accuracy {accuracy:.3f}")
+    history_path = os.path.splitext(args.vae_path)[0] + "_history.json"
+    with atomic_outputs(args.vae_path, args.gmm_path, history_path) as (vae_tmp, gmm_tmp, history_tmp):
+        torch.save(state, vae_tmp)
+        with open(gmm_tmp, "wb") as handle:
+            pickle.dump(gmm, handle, protocol=4)
+        with open(history_tmp, "w") as handle:
+            json.dump({"epochs": history, "options": _options(args)}, handle, indent=1)
+    log(f"saved {args.vae_path}, {args.gmm_path} and {history_path}")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    keys = ("epochs", "batch_size", "lr", "beta", "hidden", "latent_dim", "seed")
+    return {key: getattr(args, key) for key in keys}
+
+
+def command_test_reconstruction(args: argparse.Namespace) -> None:
+    check_writable(RECONSTRUCTION_FILE)
+    model, _ = load_model(args.vae_path)
+    images = load_images(args.data_path, model.input_dim)
+    output = reconstruct(model, images.pixels).reshape(images.shape).astype(np.float32)
+    with atomic_outputs(RECONSTRUCTION_FILE) as (temporary,):
+        with open(temporary, "wb") as handle:
+            np.savez(handle, data=output, arr_0=output)
+    if not args.quiet:
+        print(f"wrote {RECONSTRUCTION_FILE}: {output.shape[0] if output.ndim > 2 else 1} reconstructions")
+
+
+def command_test_classifier(args: argparse.Namespace) -> None:
+    check_writable(PREDICTIONS_FILE)
+    model, fingerprint = load_model(args.vae_path)
+    gmm = load_gmm(args.gmm_path, model, fingerprint)
+    images = load_images(args.data_path, model.input_dim)
+    predictions = gmm_predict(gmm, encode_means(model, images.pixels))
+    with atomic_outputs(PREDICTIONS_FILE) as (temporary,):
+        with open(temporary, "w") as handle:
+            handle.write(PREDICTIONS_HEADER + "\n")
+            handle.writelines(f"{digit}\n" for digit in predictions)
+    if not args.quiet:
+        print(f"wrote {PREDICTIONS_FILE}: {len(predictions)} predictions")
+
+
+# -----------------------------------------------------------------------------------------------
+# Command line.
+
+MODES = {  # mode: (position of the mode word, names of the positional arguments around it)
+    "train": (2, ("train_path", "val_path", "vae_path", "gmm_path")),
+    "test_reconstruction": (1, ("data_path", "vae_path")),
+    "test_classifier": (1, ("data_path", "vae_path", "gmm_path")),
+}
+COMMANDS = {
+    "train": command_train,
+    "test_reconstruction": command_test_reconstruction,
+    "test_classifier": command_test_classifier,
+}
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected sizes like 512,256") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("expected positive sizes like 512,256")
+    return sizes
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vae.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=(
+            "\n  python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl [options]"
+            "\n  python vae.py RECON.npz test_reconstruction vae.pth [options]"
+            "\n  python vae.py TEST.npz test_classifier vae.pth gmm_params.pkl [options]"
+        ),
+        description=(
+            "Few-shot digit classification with a VAE and a Gaussian mixture.\n\n"
+            "modes:\n"
+            "  train                trains the VAE on TRAIN's images (its labels are never used),\n"
+            "                       fits one GMM component per digit in VAL's labels, and saves\n"
+            "                       vae.pth (a state_dict) and gmm_params.pkl (a dict of arrays)\n"
+            "  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its\n"
+            "                       latent mean, float32 in [0, 1], the input's shape\n"
+            "  test_classifier      writes vae.csv: header Predicted_Label, one digit per image\n\n"
+            "Images: .npz with key 'data' (or a single array) and optional 'labels', or .csv with\n"
+            "one image per row; uint8 0-255 or float 0-1; (N,H,W), (N,H*W), (N,1,H,W) or (H,W)."
+        ),
+    )
+    parser.add_argument("arguments", nargs="+", help=argparse.SUPPRESS)
+    training = parser.add_argument_group("training options (train mode)")
+    training.add_argument("--epochs", type=_positive(int), default=EPOCHS, help="default %(default)s")
+    training.add_argument("--batch-size", type=_positive(int), default=BATCH_SIZE, help="default %(default)s")
+    training.add_argument("--lr", type=_positive(float), default=LEARNING_RATE, help="peak learning rate")
+    training.add_argument("--beta", type=_positive(float), default=BETA, help="weight of the KL term")
+    training.add_argument("--latent-dim", type=_positive(int), default=LATENT_DIM, help="default %(default)s")
+    training.add_argument("--hidden", type=_hidden_sizes, default=HIDDEN_DIMS, help="hidden sizes, e.g. 512,256")
+    training.add_argument("--seed", type=int, default=SEED, help="default %(default)s")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    words = args.arguments
+    mode = next((word for word in words if word in MODES), None)
+    if mode is None:
+        parser.error(f"no mode given: expected one of {', '.join(MODES)}")
+    position, names = MODES[mode]
+    if words.index(mode) != position or len(words) != len(names) + 1:
+        parser.error(f"wrong arguments for {mode}; see the usage above")
+    for name, value in zip(names, words[:position] + words[position + 1:]):
+        setattr(args, name, value)
+    args.mode = mode
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    try:
+        COMMANDS[args.mode](args)
+    except InputError as error:
+        print(f"vae.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vae.py: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except (FloatingPointError, OSError) as error:
+        print(f"vae.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
