@@ -590,14 +590,14 @@ def command_train(args: argparse.Namespace) -> None:
     accuracy = float(np.mean(gmm_predict(gmm, encode_means(model, validation.pixels)) == validation.labels))
     log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
         f"validation accuracy {accuracy:.3f}")
-    history_path = os.path.splitext(args.vae_path)[0] + "_history.json"
-    with atomic_outputs(args.vae_path, args.gmm_path, history_path) as (vae_tmp, gmm_tmp, history_tmp):
+    history_file = history_path(args.vae_path)
+    with atomic_outputs(args.vae_path, args.gmm_path, history_file) as (vae_tmp, gmm_tmp, history_tmp):
         torch.save(state, vae_tmp)
         with open(gmm_tmp, "wb") as handle:
             pickle.dump(gmm, handle, protocol=4)
         with open(history_tmp, "w") as handle:
             json.dump({"epochs": history, "options": _options(args)}, handle, indent=1)
-    log(f"saved {args.vae_path}, {args.gmm_path} and {history_path}")
+    log(f"saved {args.vae_path}, {args.gmm_path} and {history_file}")
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -632,17 +632,235 @@ def command_test_classifier(args: argparse.Namespace) -> None:
 
 
 # -----------------------------------------------------------------------------------------------
+# Report: the course's figures and the GMM's metrics, from a trained model. Matplotlib and SciPy
+# are imported in this mode only, so that the grader's three commands start fast.
+
+
+def classification_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro precision / recall / F1 (0 where undefined, as sklearn's zero_division=0)
+    and the course's F1avg, the mean of macro F1 and micro F1 (which is accuracy here)."""
+    precision, recall, f1 = [], [], []
+    for digit in np.union1d(truth, predicted):
+        hits = np.sum((predicted == digit) & (truth == digit))
+        p = hits / max(np.sum(predicted == digit), 1)
+        r = hits / max(np.sum(truth == digit), 1)
+        precision.append(p)
+        recall.append(r)
+        f1.append(2 * p * r / (p + r) if p + r else 0.0)
+    accuracy = float(np.mean(truth == predicted))
+    f1_macro = float(np.mean(f1))
+    return {
+        "accuracy": accuracy,
+        "precision_macro": float(np.mean(precision)),
+        "recall_macro": float(np.mean(recall)),
+        "f1_macro": f1_macro,
+        "F1avg": (f1_macro + accuracy) / 2,
+    }
+
+
+def history_path(vae_path: str) -> str:
+    """Where `train` records the loss per epoch, beside the model: vae.pth -> vae_history.json."""
+    return os.path.splitext(vae_path)[0] + "_history.json"
+
+
+def _display_axes(latents: np.ndarray) -> np.ndarray:
+    """The two latent dimensions to draw: all of them in 2-D, else the two of largest variance."""
+    return np.sort(np.argsort(latents.var(axis=0))[::-1][:2])
+
+
+def _axes_note(latent_dim: int, axes: np.ndarray) -> str:
+    if latent_dim == 2:
+        return ""
+    return f" (dimensions {axes[0] + 1} and {axes[1] + 1} of {latent_dim}, the largest variance)"
+
+
+def _digit_colour(plt, digit: int):
+    return plt.get_cmap("tab10")(int(digit) % 10)
+
+
+def _image_rows(plt, rows: list[np.ndarray], row_labels: list[str], title: str):
+    """A figure of image rows (each (n, H, W)), labelled on the left."""
+    columns = max(len(row) for row in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(0.8 * columns + 1, 0.85 * len(rows) + 0.6),
+                                squeeze=False)
+    for r, (row, label) in enumerate(zip(rows, row_labels)):
+        for c in range(columns):
+            axis = axes[r, c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_visible(False)
+            if c < len(row):
+                axis.imshow(row[c], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def _decode_grid(model: VAE, latents: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    with torch.no_grad():
+        decoded = model.decode(torch.from_numpy(latents.astype(np.float32)))
+    return decoded.numpy().reshape(-1, *image_shape)
+
+
+def _manifold_figure(plt, norm, model: VAE, image_shape: tuple[int, int], axes: np.ndarray):
+    """The course's manifold: images decoded on a 20x20 grid of prior quantiles."""
+    size = 20
+    quantiles = norm.ppf(np.linspace(0.05, 0.95, size))
+    latents = np.zeros((size * size, model.latent_dim))
+    latents[:, axes[0]] = np.tile(quantiles, size)
+    latents[:, axes[1]] = np.repeat(quantiles[::-1], size)
+    height, width = image_shape
+    tiles = _decode_grid(model, latents, image_shape).reshape(size, size, height, width)
+    canvas = tiles.transpose(0, 2, 1, 3).reshape(size * height, size * width)
+    figure, axis = plt.subplots(figsize=(8, 8))
+    extent = (quantiles[0], quantiles[-1], quantiles[0], quantiles[-1])
+    axis.imshow(canvas, cmap="gnuplot2", extent=extent)
+    axis.set_xlabel(f"z{axes[0] + 1}")
+    axis.set_ylabel(f"z{axes[1] + 1}")
+    axis.set_title("Latent manifold: decoded N(0, 1) quantiles 0.05 to 0.95"
+                   + _axes_note(model.latent_dim, axes))
+    return figure
+
+
+def _scatter(plt, axis, latents: np.ndarray, colour_by: np.ndarray, axes: np.ndarray, alpha: float) -> None:
+    for digit in np.unique(colour_by):
+        members = latents[colour_by == digit]
+        axis.scatter(members[:, axes[0]], members[:, axes[1]], s=2, alpha=alpha,
+                     color=_digit_colour(plt, digit), label=str(digit), rasterized=True)
+    axis.set_xlabel(f"z{axes[0] + 1} (latent mean)")
+    axis.set_ylabel(f"z{axes[1] + 1} (latent mean)")
+    axis.legend(title="digit", markerscale=5)
+
+
+def _gmm_figure(plt, gmm: dict, latents: np.ndarray, colour_by: np.ndarray, axes: np.ndarray, title: str):
+    from matplotlib.patches import Ellipse
+
+    figure, axis = plt.subplots(figsize=(7, 6))
+    _scatter(plt, axis, latents, colour_by, axes, alpha=0.15)
+    for digit, mean, covariance in zip(gmm["digits"], gmm["means"], gmm["covariances"]):
+        centre = mean[axes]
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance[np.ix_(axes, axes)])
+        angle = np.degrees(np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1]))
+        for sigmas, style in ((1, "-"), (2, "--")):
+            width, height = 2 * sigmas * np.sqrt(eigenvalues[::-1])
+            axis.add_patch(Ellipse(centre, width, height, angle=angle, fill=False, linestyle=style,
+                                   linewidth=1.8, edgecolor=_digit_colour(plt, digit)))
+        axis.plot(*centre, marker="x", color="black", markersize=10, mew=2)
+        axis.annotate(str(digit), centre, xytext=(6, 6), textcoords="offset points", fontsize=15,
+                      fontweight="bold")
+    axis.set_title(title)
+    return figure
+
+
+def _loss_figure(plt, history: list[dict]):
+    epochs = [entry["epoch"] for entry in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [entry["loss"] for entry in history], label="total (negative ELBO)")
+    left.plot(epochs, [entry["reconstruction"] for entry in history], label="reconstruction (BCE)")
+    left.set_ylabel("nats per image")
+    left.legend()
+    right.plot(epochs, [entry["kl"] for entry in history], color="tab:green")
+    right.set_ylabel("KL(q(z|x) || N(0, I)), nats per image")
+    for axis, title in ((left, "Training loss"), (right, "KL term")):
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def command_report(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    model, fingerprint = load_model(args.vae_path)
+    gmm = load_gmm(args.gmm_path, model, fingerprint)
+    train = load_images(args.train_path, model.input_dim)
+    validation = load_images(args.val_path, model.input_dim, need_labels=True)
+    os.makedirs(args.out, exist_ok=True)
+    check_writable(os.path.join(args.out, "metrics.json"))
+    image_shape = tuple(int(n) for n in gmm["image_shape"])
+    train_latents = encode_means(model, train.pixels)
+    val_latents = encode_means(model, validation.pixels)
+    axes = _display_axes(train_latents)
+    note = _axes_note(model.latent_dim, axes)
+    train_predictions = gmm_predict(gmm, train_latents)
+    colour_by, colour_source = (
+        (train.labels, "true digit") if train.labels is not None else (train_predictions, "GMM prediction")
+    )
+    rng = np.random.default_rng(SEED)
+    figures = {}
+
+    shown = validation.pixels[:16]
+    figures["reconstruction"] = _image_rows(
+        plt, [shown, reconstruct(model, shown)], ["original", "reconstructed"],
+        "Validation images (top) and their reconstructions from the latent mean (bottom)")
+    figures["manifold"] = _manifold_figure(plt, norm, model, image_shape, axes)
+    figure, axis = plt.subplots(figsize=(7, 6))
+    _scatter(plt, axis, train_latents, colour_by, axes, alpha=0.4)
+    axis.set_title(f"Training images in latent space, coloured by {colour_source}{note}")
+    figures["latent_scatter"] = figure
+    figures["gmm"] = _gmm_figure(plt, gmm, train_latents, colour_by, axes,
+                                 f"GMM components: 1 and 2 sigma ellipses, means marked{note}")
+    if os.path.isfile(history_path(args.vae_path)):
+        with open(history_path(args.vae_path)) as handle:
+            figures["loss"] = _loss_figure(plt, json.load(handle)["epochs"])
+    elif not args.quiet:
+        print(f"no {history_path(args.vae_path)}: skipping loss.png")
+    prior = _decode_grid(model, rng.standard_normal((64, model.latent_dim)), image_shape)
+    figures["samples"] = _image_rows(plt, list(prior.reshape(8, 8, *image_shape)), [""] * 8,
+                                     "Images decoded from samples of the prior N(0, I)")
+    per_digit = [
+        _decode_grid(model, rng.multivariate_normal(mean, covariance, size=10), image_shape)
+        for mean, covariance in zip(gmm["means"], gmm["covariances"])
+    ]
+    figures["class_samples"] = _image_rows(plt, per_digit, [str(d) for d in gmm["digits"]],
+                                           "Class-conditional samples: one row per GMM component")
+    order = np.argsort(gmm["digits"])
+    pairs = [(order[i], order[(i + 1) % len(order)]) for i in range(len(order) if len(order) > 2 else 1)]
+    steps = np.linspace(0, 1, 10)[:, None]
+    walks = [_decode_grid(model, (1 - steps) * gmm["means"][a] + steps * gmm["means"][b], image_shape)
+             for a, b in pairs]
+    figures["interpolation"] = _image_rows(
+        plt, walks, [f"{gmm['digits'][a]} to {gmm['digits'][b]}" for a, b in pairs],
+        "Straight walks in latent space between the GMM means of two digits")
+
+    metrics = {"validation": classification_metrics(validation.labels, gmm_predict(gmm, val_latents))}
+    if train.labels is not None:
+        metrics["train"] = classification_metrics(train.labels, train_predictions)
+    paths = [os.path.join(args.out, f"{name}.png") for name in figures]
+    metrics_path = os.path.join(args.out, "metrics.json")
+    with atomic_outputs(*paths, metrics_path) as temporaries:
+        for figure, temporary in zip(figures.values(), temporaries):
+            figure.savefig(temporary, format="png", dpi=110)
+            plt.close(figure)
+        with open(temporaries[-1], "w") as handle:
+            json.dump(metrics, handle, indent=1)
+    names = list(next(iter(metrics.values())))
+    print(f"{'GMM':12}" + "".join(f"{name:>17}" for name in names))
+    for split, values in metrics.items():
+        print(f"{split:12}" + "".join(f"{values[name]:17.4f}" for name in names))
+    print(f"wrote {len(paths)} figures and metrics.json to {args.out}")
+
+
+# -----------------------------------------------------------------------------------------------
 # Command line.
 
 MODES = {  # mode: (position of the mode word, names of the positional arguments around it)
     "train": (2, ("train_path", "val_path", "vae_path", "gmm_path")),
     "test_reconstruction": (1, ("data_path", "vae_path")),
     "test_classifier": (1, ("data_path", "vae_path", "gmm_path")),
+    "report": (2, ("train_path", "val_path", "vae_path", "gmm_path")),
 }
 COMMANDS = {
     "train": command_train,
     "test_reconstruction": command_test_reconstruction,
     "test_classifier": command_test_classifier,
+    "report": command_report,
 }
 
 
@@ -673,6 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
             "\n  python vae.py TRAIN.npz VAL.npz train vae.pth gmm_params.pkl [options]"
             "\n  python vae.py RECON.npz test_reconstruction vae.pth [options]"
             "\n  python vae.py TEST.npz test_classifier vae.pth gmm_params.pkl [options]"
+            "\n  python vae.py TRAIN.npz VAL.npz report vae.pth gmm_params.pkl [--out DIR]"
         ),
         description=(
             "Few-shot digit classification with a VAE and a Gaussian mixture.\n\n"
@@ -682,7 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
             "                       vae.pth (a state_dict) and gmm_params.pkl (a dict of arrays)\n"
             "  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its\n"
             "                       latent mean, float32 in [0, 1], the input's shape\n"
-            "  test_classifier      writes vae.csv: header Predicted_Label, one digit per image\n\n"
+            "  test_classifier      writes vae.csv: header Predicted_Label, one digit per image\n"
+            "  report               draws the report's figures and GMM metrics into --out\n\n"
             "Images: .npz with key 'data' (or a single array) and optional 'labels', or .csv with\n"
             "one image per row; uint8 0-255 or float 0-1; (N,H,W), (N,H*W), (N,1,H,W) or (H,W)."
         ),
@@ -696,6 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--latent-dim", type=_positive(int), default=LATENT_DIM, help="default %(default)s")
     training.add_argument("--hidden", type=_hidden_sizes, default=HIDDEN_DIMS, help="hidden sizes, e.g. 512,256")
     training.add_argument("--seed", type=int, default=SEED, help="default %(default)s")
+    parser.add_argument("--out", default="report", help="report mode: the folder for figures (default report/)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
