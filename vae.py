@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -28,6 +29,8 @@ import pickle
 import sys
 import tempfile
 import time
+import warnings
+import zipfile
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -74,27 +77,34 @@ def _is_square(n: int) -> bool:
     return n > 0 and math.isqrt(n) ** 2 == n
 
 
-def _read_arrays(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return (images, labels or None) as stored in an .npz or .csv file."""
+def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (images, labels or None) as stored in an .npz or .csv file.
+
+    Labels are read only when wanted: `train` never reads the training file's labels.
+    """
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if path.lower().endswith(".csv"):
-        return _read_csv(path)
+        images, labels = _read_csv(path)
+        return images, labels if want_labels else None
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not an .npz archive (save images with numpy.savez(path, data=images))")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npz file ({error})") from None
-    except Exception as error:  # zipfile.BadZipFile and friends from a corrupt archive
-        raise InputError(f"{path}: corrupt .npz file ({type(error).__name__})") from None
-    if not isinstance(arrays, dict) or not arrays:
-        raise InputError(f"{path}: the file holds no arrays")
-    labels = arrays.pop("labels", None)
-    if "data" in arrays:
-        return arrays["data"], labels
-    if len(arrays) == 1:
-        return next(iter(arrays.values())), labels
-    raise InputError(f"{path}: no image array: expected key 'data', found {sorted(arrays)}")
+            image_keys = [key for key in archive.files if key != "labels"]
+            if "data" in image_keys:
+                image_keys = ["data"]
+            if len(image_keys) != 1:
+                raise InputError(
+                    f"{path}: no image array: expected key 'data', found {sorted(archive.files)}"
+                )
+            images = archive[image_keys[0]]
+            labels = archive["labels"] if want_labels and "labels" in archive.files else None
+    except InputError:
+        raise
+    except Exception as error:  # a damaged archive raises from zipfile, zlib or numpy's format reader
+        raise InputError(f"{path}: corrupt or unreadable .npz file ({type(error).__name__}: {error})") from None
+    return images, labels
 
 
 def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -157,9 +167,11 @@ def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def load_images(path: str, pixels_per_image: int | None = None, need_labels: bool = False) -> Images:
+def load_images(
+    path: str, pixels_per_image: int | None = None, read_labels: bool = True, need_labels: bool = False
+) -> Images:
     """Read, validate and scale a file of images; `pixels_per_image` is the model's input size."""
-    raw, labels = _read_arrays(path)
+    raw, labels = _read_arrays(path, read_labels or need_labels)
     original_shape = tuple(raw.shape)
     stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
     pixels = _scale_to_unit(stack, path)
@@ -261,6 +273,19 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
+def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2):
+    """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
+    warmup_steps = max(1, round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
 def train_vae(
     pixels: np.ndarray,
     epochs: int = EPOCHS,
@@ -276,9 +301,8 @@ def train_vae(
     model = VAE(data.shape[1], hidden_dims, latent_dim)
     log(f"VAE parameters: {count_parameters(model):,}")
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    steps_per_epoch = math.ceil(len(data) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.2
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(epochs * math.ceil(len(data) / batch_size))
     )
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -513,11 +537,12 @@ def load_model(path: str) -> tuple[VAE, str]:
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such model file (train one first)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about files it is about to reject
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
         return VAE.from_state_dict(state), state_fingerprint(state)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a VAE state_dict saved by this program ({reason})") from None
+    except Exception:
+        raise InputError(f"{path}: not a VAE state_dict saved by this program (vae.py ... train)") from None
 
 
 _NUMPY_RECONSTRUCTORS = {
@@ -565,7 +590,7 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
 def command_train(args: argparse.Namespace) -> None:
     for path in (args.vae_path, args.gmm_path):
         check_writable(path)
-    train = load_images(args.train_path)
+    train = load_images(args.train_path, read_labels=False)
     validation = load_images(args.val_path, need_labels=True)
     if train.pixels.shape[1:] != validation.pixels.shape[1:]:
         raise InputError(
@@ -575,7 +600,7 @@ def command_train(args: argparse.Namespace) -> None:
     digits = np.unique(validation.labels)
     if len(digits) < 2:
         raise InputError(f"{args.val_path}: the validation labels must name at least 2 digits")
-    log = (lambda *_: None) if args.quiet else print
+    log = (lambda *_: None) if args.quiet else functools.partial(print, flush=True)
     log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "
         f"digits {digits.tolist()} from {len(validation.pixels)} validation images")
     seed_everything(args.seed)
@@ -592,7 +617,8 @@ def command_train(args: argparse.Namespace) -> None:
         f"validation accuracy {accuracy:.3f}")
     history_file = history_path(args.vae_path)
     with atomic_outputs(args.vae_path, args.gmm_path, history_file) as (vae_tmp, gmm_tmp, history_tmp):
-        torch.save(state, vae_tmp)
+        with open(vae_tmp, "wb") as handle:  # a handle, not a path: the archive's inner name stays fixed
+            torch.save(state, handle)
         with open(gmm_tmp, "wb") as handle:
             pickle.dump(gmm, handle, protocol=4)
         with open(history_tmp, "w") as handle:
@@ -608,7 +634,7 @@ def _options(args: argparse.Namespace) -> dict:
 def command_test_reconstruction(args: argparse.Namespace) -> None:
     check_writable(RECONSTRUCTION_FILE)
     model, _ = load_model(args.vae_path)
-    images = load_images(args.data_path, model.input_dim)
+    images = load_images(args.data_path, model.input_dim, read_labels=False)
     output = reconstruct(model, images.pixels).reshape(images.shape).astype(np.float32)
     with atomic_outputs(RECONSTRUCTION_FILE) as (temporary,):
         with open(temporary, "wb") as handle:
@@ -621,7 +647,7 @@ def command_test_classifier(args: argparse.Namespace) -> None:
     check_writable(PREDICTIONS_FILE)
     model, fingerprint = load_model(args.vae_path)
     gmm = load_gmm(args.gmm_path, model, fingerprint)
-    images = load_images(args.data_path, model.input_dim)
+    images = load_images(args.data_path, model.input_dim, read_labels=False)
     predictions = gmm_predict(gmm, encode_means(model, images.pixels))
     with atomic_outputs(PREDICTIONS_FILE) as (temporary,):
         with open(temporary, "w") as handle:
@@ -874,17 +900,29 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+def _at_least(minimum: int):
+    def whole_number(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
         return value
-    return parse
+    return whole_number
+
+
+def _positive_number(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"vae.py: error: {message} (see python vae.py --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vae.py",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage=(
@@ -909,11 +947,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("arguments", nargs="+", help=argparse.SUPPRESS)
     training = parser.add_argument_group("training options (train mode)")
-    training.add_argument("--epochs", type=_positive(int), default=EPOCHS, help="default %(default)s")
-    training.add_argument("--batch-size", type=_positive(int), default=BATCH_SIZE, help="default %(default)s")
-    training.add_argument("--lr", type=_positive(float), default=LEARNING_RATE, help="peak learning rate")
-    training.add_argument("--beta", type=_positive(float), default=BETA, help="weight of the KL term")
-    training.add_argument("--latent-dim", type=_positive(int), default=LATENT_DIM, help="default %(default)s")
+    training.add_argument("--epochs", type=_at_least(1), default=EPOCHS, help="default %(default)s")
+    training.add_argument("--batch-size", type=_at_least(1), default=BATCH_SIZE, help="default %(default)s")
+    training.add_argument("--lr", type=_positive_number, default=LEARNING_RATE, help="peak learning rate")
+    training.add_argument("--beta", type=_positive_number, default=BETA, help="weight of the KL term")
+    training.add_argument("--latent-dim", type=_at_least(2), default=LATENT_DIM, help="default %(default)s")
     training.add_argument("--hidden", type=_hidden_sizes, default=HIDDEN_DIMS, help="hidden sizes, e.g. 512,256")
     training.add_argument("--seed", type=int, default=SEED, help="default %(default)s")
     parser.add_argument("--out", default="report", help="report mode: the folder for figures (default report/)")
@@ -930,7 +968,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"no mode given: expected one of {', '.join(MODES)}")
     position, names = MODES[mode]
     if words.index(mode) != position or len(words) != len(names) + 1:
-        parser.error(f"wrong arguments for {mode}; see the usage above")
+        expected = " ".join(name.removesuffix("_path").upper() for name in names)
+        parser.error(f"{mode} takes {len(names)} paths ({expected}), got {len(words) - 1}")
     for name, value in zip(names, words[:position] + words[position + 1:]):
         setattr(args, name, value)
     args.mode = mode
