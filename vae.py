@@ -947,13 +947,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("arguments", nargs="+", help=argparse.SUPPRESS)
     training = parser.add_argument_group("training options (train mode)")
-    training.add_argument("--epochs", type=_at_least(1), default=EPOCHS, help="default %(default)s")
-    training.add_argument("--batch-size", type=_at_least(1), default=BATCH_SIZE, help="default %(default)s")
-    training.add_argument("--lr", type=_positive_number, default=LEARNING_RATE, help="peak learning rate")
-    training.add_argument("--beta", type=_positive_number, default=BETA, help="weight of the KL term")
-    training.add_argument("--latent-dim", type=_at_least(2), default=LATENT_DIM, help="default %(default)s")
-    training.add_argument("--hidden", type=_hidden_sizes, default=HIDDEN_DIMS, help="hidden sizes, e.g. 512,256")
-    training.add_argument("--seed", type=int, default=SEED, help="default %(default)s")
+    for flag, kind, default, meaning in (
+        ("--epochs", _at_least(1), EPOCHS, "passes over the training images"),
+        ("--batch-size", _at_least(1), BATCH_SIZE, "images per optimiser step"),
+        ("--lr", _positive_number, LEARNING_RATE, "peak learning rate"),
+        ("--beta", _positive_number, BETA, "weight of the KL term"),
+        ("--latent-dim", _at_least(2), LATENT_DIM, "latent dimensions"),
+        ("--seed", int, SEED, "random seed"),
+    ):
+        training.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
+    training.add_argument("--hidden", type=_hidden_sizes, default=HIDDEN_DIMS,
+                          help=f"hidden layer sizes (default {','.join(map(str, HIDDEN_DIMS))})")
     parser.add_argument("--out", default="report", help="report mode: the folder for figures (default report/)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
