@@ -184,9 +184,8 @@ def load_images(
         labels = np.asarray(labels).reshape(-1)
         if labels.size != len(pixels):
             raise InputError(f"{path}: {labels.size} labels for {len(pixels)} images")
-        if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):
-            raise InputError(f"{path}: labels must be whole numbers")
-        if not np.all(labels == np.round(labels)):
+        numeric = np.issubdtype(labels.dtype, np.number)
+        if not numeric or not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise InputError(f"{path}: labels must be whole numbers")
         labels = labels.astype(np.int64)
     if need_labels and labels is None:
