@@ -47,7 +47,7 @@ HIDDEN_DIMS = (512, 256)
 EPOCHS = 40
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
-BETA = 1.0
+BETA = 0.1  # a light KL weight: well-separated, near-Gaussian digit clusters (scripts/benchmark.py)
 SEED = 0
 
 GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
@@ -245,7 +245,7 @@ class VAE(nn.Module):
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers += [nn.Linear(n_in, n_out), nn.ELU()]
     return nn.Sequential(*layers)
 
 
@@ -260,7 +260,10 @@ def count_parameters(model: nn.Module) -> int:
 def vae_loss(
     logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Negative ELBO per image: Bernoulli reconstruction (nats) + beta * KL(q(z|x) || N(0, I))."""
+    """The beta-VAE loss per image: Bernoulli reconstruction (nats) + beta * KL(q(z|x) || N(0, I)).
+
+    beta = 1 is the negative ELBO; the default 0.1 trades prior fit for clusters the GMM can separate.
+    """
     reconstruction = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum") / len(x)
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
     return reconstruction + beta * kl, reconstruction, kl
