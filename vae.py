@@ -107,15 +107,26 @@ def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray |
     return images, labels
 
 
+def _is_header(line: str) -> bool:
+    try:
+        [float(cell) for cell in line.split(",")]
+    except ValueError:
+        return True
+    return False
+
+
 def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """One image per row: a square number of pixel columns, then optionally a label column."""
     try:
         with open(path, encoding="utf-8") as handle:
             first_line = handle.readline()
-        has_header = any(c.isalpha() for c in first_line.replace("e", "").replace("E", ""))
-        table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), ndmin=2)
+        with warnings.catch_warnings():  # numpy warns about an empty file, which is reported below
+            warnings.simplefilter("ignore")
+            table = np.loadtxt(path, delimiter=",", skiprows=int(_is_header(first_line)), ndmin=2)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise InputError(f"{path}: not a numeric CSV of images ({error})") from None
+    if table.size == 0:
+        raise InputError(f"{path}: the file holds no images")
     columns = table.shape[1]
     if _is_square(columns):
         return table, None
@@ -270,6 +281,7 @@ def vae_loss(
 
 
 def seed_everything(seed: int) -> None:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, where there is CUDA
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -298,9 +310,11 @@ def train_vae(
     latent_dim: int = LATENT_DIM,
     log=print,
 ) -> tuple[VAE, list[dict[str, float]]]:
-    """Fit a VAE to images (N, H, W) in [0, 1]; return it with one history entry per epoch."""
-    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
-    model = VAE(data.shape[1], hidden_dims, latent_dim)
+    """Fit a VAE to images (N, H, W) in [0, 1], on CUDA where there is one; return it on the CPU
+    with one history entry per epoch."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = torch.from_numpy(pixels.reshape(len(pixels), -1)).to(device)
+    model = VAE(data.shape[1], hidden_dims, latent_dim).to(device)
     log(f"VAE parameters: {count_parameters(model):,}")
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -310,8 +324,8 @@ def train_vae(
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
-        totals = torch.zeros(3)
-        for batch in torch.randperm(len(data)).split(batch_size):
+        totals = torch.zeros(3, device=device)
+        for batch in torch.randperm(len(data), device=device).split(batch_size):
             x = data[batch]
             logits, mean, log_var = model(x)
             loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, beta)
@@ -334,7 +348,7 @@ def train_vae(
             f"epoch {epoch:3d}/{epochs}  loss {loss_value:8.3f}  reconstruction "
             f"{reconstruction_value:8.3f}  kl {kl_value:6.3f}  {elapsed:6.1f} s"
         )
-    return model.eval(), history
+    return model.cpu().eval(), history
 
 
 @torch.no_grad()
@@ -578,8 +592,19 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
         raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
     if not isinstance(gmm, dict) or any(key not in gmm for key in GMM_KEYS):
         raise InputError(f"{path}: not a GMM file saved by this program (missing keys)")
-    if np.shape(gmm["means"]) != (len(gmm["digits"]), model.latent_dim):
-        raise InputError(f"{path}: the GMM does not match the model's latent dimension")
+    n_components = len(np.atleast_1d(gmm["digits"]))
+    expected_shapes = {
+        "weights": (n_components,),
+        "means": (n_components, model.latent_dim),
+        "covariances": (n_components, model.latent_dim, model.latent_dim),
+        "digits": (n_components,),
+    }
+    for key, shape in expected_shapes.items():
+        value = gmm[key]
+        if not isinstance(value, np.ndarray) or value.shape != shape or not np.issubdtype(value.dtype, np.number):
+            raise InputError(f"{path}: '{key}' is not an array of shape {shape} for this model")
+        if not np.all(np.isfinite(value)):
+            raise InputError(f"{path}: '{key}' holds NaN or infinite values")
     if gmm["vae_sha256"] != fingerprint:
         raise InputError(f"{path}: this GMM was fitted with a different vae.pth; train both together")
     return gmm
@@ -590,8 +615,13 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
 
 
 def command_train(args: argparse.Namespace) -> None:
-    for path in (args.vae_path, args.gmm_path):
+    outputs = (args.vae_path, args.gmm_path, history_path(args.vae_path))
+    for path in outputs:
         check_writable(path)
+    output_paths = {os.path.realpath(path) for path in outputs}
+    input_paths = {os.path.realpath(path) for path in (args.train_path, args.val_path)}
+    if len(output_paths) != len(outputs) or output_paths & input_paths:
+        raise InputError("the output paths must differ from each other and from the inputs")
     train = load_images(args.train_path, read_labels=False)
     validation = load_images(args.val_path, need_labels=True)
     if train.pixels.shape[1:] != validation.pixels.shape[1:]:
@@ -602,6 +632,8 @@ def command_train(args: argparse.Namespace) -> None:
     digits = np.unique(validation.labels)
     if len(digits) < 2:
         raise InputError(f"{args.val_path}: the validation labels must name at least 2 digits")
+    if len(train.pixels) < 2 * len(digits):
+        raise InputError(f"{args.train_path}: {len(train.pixels)} images are too few to train on")
     log = (lambda *_: None) if args.quiet else functools.partial(print, flush=True)
     log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "
         f"digits {digits.tolist()} from {len(validation.pixels)} validation images")
@@ -612,6 +644,8 @@ def command_train(args: argparse.Namespace) -> None:
     gmm = fit_digit_gmm(
         encode_means(model, train.pixels), encode_means(model, validation.pixels), validation.labels
     )
+    if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
+        raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate (train longer?)")
     state = model.state_dict()
     gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
     accuracy = float(np.mean(gmm_predict(gmm, encode_means(model, validation.pixels)) == validation.labels))
@@ -785,7 +819,7 @@ def _gmm_figure(plt, gmm: dict, latents: np.ndarray, colour_by: np.ndarray, axes
 def _loss_figure(plt, history: list[dict]):
     epochs = [entry["epoch"] for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [entry["loss"] for entry in history], label="total (negative ELBO)")
+    left.plot(epochs, [entry["loss"] for entry in history], label="total (reconstruction + beta * KL)")
     left.plot(epochs, [entry["reconstruction"] for entry in history], label="reconstruction (BCE)")
     left.set_ylabel("nats per image")
     left.legend()
@@ -809,6 +843,8 @@ def command_report(args: argparse.Namespace) -> None:
     gmm = load_gmm(args.gmm_path, model, fingerprint)
     train = load_images(args.train_path, model.input_dim)
     validation = load_images(args.val_path, model.input_dim, need_labels=True)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"{args.out}: is a file; --out needs a folder")
     os.makedirs(args.out, exist_ok=True)
     check_writable(os.path.join(args.out, "metrics.json"))
     image_shape = tuple(int(n) for n in gmm["image_shape"])
@@ -834,11 +870,15 @@ def command_report(args: argparse.Namespace) -> None:
     figures["latent_scatter"] = figure
     figures["gmm"] = _gmm_figure(plt, gmm, train_latents, colour_by, axes,
                                  f"GMM components: 1 and 2 sigma ellipses, means marked{note}")
-    if os.path.isfile(history_path(args.vae_path)):
-        with open(history_path(args.vae_path)) as handle:
-            figures["loss"] = _loss_figure(plt, json.load(handle)["epochs"])
+    history_file = history_path(args.vae_path)
+    if os.path.isfile(history_file):
+        try:
+            with open(history_file) as handle:
+                figures["loss"] = _loss_figure(plt, json.load(handle)["epochs"])
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{history_file}: not a training history written by train") from None
     elif not args.quiet:
-        print(f"no {history_path(args.vae_path)}: skipping loss.png")
+        print(f"no {history_file}: skipping loss.png")
     prior = _decode_grid(model, rng.standard_normal((64, model.latent_dim)), image_shape)
     figures["samples"] = _image_rows(plt, list(prior.reshape(8, 8, *image_shape)), [""] * 8,
                                      "Images decoded from samples of the prior N(0, I)")
@@ -955,7 +995,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--lr", _positive_number, LEARNING_RATE, "peak learning rate"),
         ("--beta", _positive_number, BETA, "weight of the KL term"),
         ("--latent-dim", _at_least(2), LATENT_DIM, "latent dimensions"),
-        ("--seed", int, SEED, "random seed"),
+        ("--seed", _at_least(0), SEED, "random seed"),
     ):
         training.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
     training.add_argument("--hidden", type=_hidden_sizes, default=HIDDEN_DIMS,
@@ -965,17 +1005,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _usage_of(mode: str) -> str:
+    position, names = MODES[mode]
+    words = [name.removesuffix("_path").upper() for name in names]
+    return "vae.py " + " ".join(words[:position] + [mode] + words[position:])
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     words = args.arguments
-    mode = next((word for word in words if word in MODES), None)
-    if mode is None:
+    modes = [mode for mode, (position, _) in MODES.items() if len(words) > position and words[position] == mode]
+    if not modes:
+        named = [word for word in words if word in MODES]
+        if named:
+            position, names = MODES[named[0]]
+            parser.error(f"{named[0]} must be word {position + 1}: " + _usage_of(named[0]))
         parser.error(f"no mode given: expected one of {', '.join(MODES)}")
+    mode = modes[0]
     position, names = MODES[mode]
-    if words.index(mode) != position or len(words) != len(names) + 1:
-        expected = " ".join(name.removesuffix("_path").upper() for name in names)
-        parser.error(f"{mode} takes {len(names)} paths ({expected}), got {len(words) - 1}")
+    if len(words) != len(names) + 1:
+        parser.error(f"{mode} takes {len(names)} paths, got {len(words) - 1}: " + _usage_of(mode))
     for name, value in zip(names, words[:position] + words[position + 1:]):
         setattr(args, name, value)
     args.mode = mode
@@ -984,7 +1034,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     try:
         COMMANDS[args.mode](args)
     except InputError as error:
@@ -995,6 +1044,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (FloatingPointError, OSError) as error:
         print(f"vae.py: error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a fault of ours or of the machine: still one line, never a traceback
+        print(f"vae.py: error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -116,6 +116,8 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
     np.savez(folder / "strings.npz", data=np.array([["a", "b"], ["c", "d"]]))
     np.savez(folder / "empty.npz", data=np.zeros((0, 28, 28), np.uint8))
     (folder / "bad.csv").write_text("1,2,3\n4,5,6\n")
+    (folder / "empty.csv").write_text("")
+    (folder / "nan_first_row.csv").write_text("nan," + ",".join(["0"] * 783) + "\n" + ",".join(["0"] * 784) + "\n")
     return {
         "missing": ("nowhere.npz", "no such file"),
         "text": ("text.npz", "not an .npz archive"),
@@ -130,6 +132,8 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
         "strings": ("strings.npz", "numbers"),
         "empty": ("empty.npz", "empty"),
         "bad_csv": ("bad.csv", "columns"),
+        "empty_csv": ("empty.csv", "no images"),
+        "nan_first_row_csv": ("nan_first_row.csv", "NaN"),
     }
 
 
@@ -164,6 +168,12 @@ def test_bad_model_and_gmm_files(demo, trained, tmp_path):
     (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
     with open(tmp_path / "list.pkl", "wb") as handle:
         pickle.dump([1, 2, 3], handle)
+    with open(tmp_path / "gmm_params.pkl", "rb") as handle:
+        gmm = pickle.load(handle)
+    for name, key, value in [("shape", "means", np.zeros((3, 5))), ("type", "weights", 7),
+                             ("nan", "covariances", np.full((3, 2, 2), np.nan))]:
+        with open(tmp_path / f"wrong_{name}.pkl", "wb") as handle:
+            pickle.dump({**gmm, key: value}, handle)
     run_vae(demo["val"], demo["val"], "train", "other.pth", "other.pkl", "--epochs", "1", cwd=tmp_path)
     cases = [
         (["test_reconstruction", "missing.pth"], "no such model file"),
@@ -174,6 +184,9 @@ def test_bad_model_and_gmm_files(demo, trained, tmp_path):
         (["test_classifier", "vae.pth", "garbage.pkl"], "not a GMM file"),
         (["test_classifier", "vae.pth", "list.pkl"], "not a GMM file"),
         (["test_classifier", "vae.pth", "other.pkl"], "different vae.pth"),
+        (["test_classifier", "vae.pth", "wrong_shape.pkl"], "'means' is not an array of shape (3, 2)"),
+        (["test_classifier", "vae.pth", "wrong_type.pkl"], "'weights' is not an array"),
+        (["test_classifier", "vae.pth", "wrong_nan.pkl"], "'covariances' holds NaN"),
     ]
     for arguments, fragment in cases:
         assert_clean_error(run_vae(demo["recon"], *arguments, cwd=tmp_path, expect=None), 2, fragment)
@@ -190,7 +203,9 @@ def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
         ([demo["recon"], "test_reconstructor", "vae.pth"], "no mode given"),
         ([demo["recon"], "test_reconstruction"], "takes 2 paths"),
         ([demo["train"], demo["val"], "train", "vae.pth"], "takes 4 paths"),
-        ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "takes 4 paths"),
+        ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "train must be word 3"),
+        ([demo["train"], demo["val"], "train", "same.pth", "same.pth"], "must differ from each other"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--seed", "-1"], "at least 0"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--epochs", "0"], "at least 1"),
     ]:
         assert_clean_error(run_vae(*arguments, cwd=tmp_path, expect=None), 2, fragment)
