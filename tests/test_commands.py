@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import torch
-from conftest import images_of, labels_of, run_vae
+from conftest import VAE_PY, images_of, labels_of, run_vae
 
 import vae
 
@@ -80,7 +82,39 @@ def test_vae_class_builds_with_no_arguments_and_loads_nondefault_sizes(demo, tmp
     run_vae(demo["recon"], "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
 
 
-def test_help_explains_the_three_modes(tmp_path):
+def test_help_explains_the_modes(tmp_path):
     result = run_vae("--help", cwd=tmp_path)
-    for mode in ("train", "test_reconstruction", "test_classifier"):
-        assert mode in result.stdout
+    for explanation in ("its labels are never used", "decoded from its", "one digit per image", "figures"):
+        assert explanation in result.stdout
+
+
+def test_test_modes_import_neither_matplotlib_nor_scipy(demo, trained, tmp_path):
+    """They start fast: the heavy plotting and SciPy imports belong to the report only."""
+    for name in ("vae.pth", "gmm_params.pkl"):
+        shutil.copy(trained / name, tmp_path)
+    probe = (
+        "import sys, runpy; sys.argv = ['vae.py', sys.argv[1], 'test_classifier', 'vae.pth', 'gmm_params.pkl'];"
+        f"runpy.run_path({str(VAE_PY)!r}, run_name='__main__')"
+    )
+    code = subprocess.run([sys.executable, "-X", "importtime", "-c", probe, str(demo["recon"])],
+                          cwd=tmp_path, capture_output=True, text=True)
+    imported = {line.split("|")[-1].strip() for line in code.stderr.splitlines() if "|" in line}
+    assert "torch" in imported  # the probe does see imports
+    assert not {name for name in imported if name.split(".")[0] in ("matplotlib", "scipy", "sklearn")}
+
+
+def test_report_metrics_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice([1, 4, 8], size=200)
+    predicted = np.where(rng.random(200) < 0.8, truth, rng.choice([1, 4, 8], size=200))
+    predicted[:3] = 7  # a digit that is never true
+    ours = vae.classification_metrics(truth, predicted)
+    macro = dict(average="macro", zero_division=0)
+    assert np.isclose(ours["accuracy"], accuracy_score(truth, predicted))
+    assert np.isclose(ours["precision_macro"], precision_score(truth, predicted, **macro))
+    assert np.isclose(ours["recall_macro"], recall_score(truth, predicted, **macro))
+    assert np.isclose(ours["f1_macro"], f1_score(truth, predicted, **macro))
+    micro = f1_score(truth, predicted, average="micro")
+    assert np.isclose(ours["F1avg"], (f1_score(truth, predicted, **macro) + micro) / 2)

