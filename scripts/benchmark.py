@@ -108,7 +108,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draws", type=int, default=5, help="validation draws (default 5)")
-    parser.add_argument("--quick", action="store_true", help="2,000 training images, 5 epochs, 2 draws")
+    parser.add_argument("--quick", action="store_true", help="2,000 training images, 20 epochs, 2 draws")
     parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
     args = parser.parse_args()
@@ -119,7 +119,7 @@ def main() -> None:
     train, held_out = split_course_file(images, labels)
     draws, train_flags = args.draws, list(args.train_flags)
     if args.quick:
-        train, draws, train_flags = train[:2000], min(draws, 2), ["--epochs", "5", *train_flags]
+        train, draws, train_flags = train[:2000], min(draws, 2), ["--epochs", "20", *train_flags]
     print(f"training images {len(train)}, held-out images {len(held_out)}, draws {draws}, "
           f"flags {' '.join(train_flags) or '(defaults)'}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
