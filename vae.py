@@ -187,9 +187,11 @@ def load_images(
     stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
     pixels = _scale_to_unit(stack, path)
     if pixels_per_image is not None and pixels[0].size != pixels_per_image:
+        side = math.isqrt(pixels_per_image)
+        trained_size = f"{side}x{side}" if side * side == pixels_per_image else f"{pixels_per_image}-pixel"
         raise InputError(
             f"{path}: images of {pixels.shape[1]}x{pixels.shape[2]} pixels, but the model was "
-            f"trained on images of {pixels_per_image} pixels"
+            f"trained on {trained_size} images"
         )
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)

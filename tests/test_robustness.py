@@ -125,7 +125,7 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
         "npy": ("plain.npy", "not an .npz archive"),
         "two_arrays": ("two_arrays.npz", "no image array"),
         "five_d": ("five_d.npz", "not understood"),
-        "small": ("small.npz", "trained on images of 784 pixels"),
+        "small": ("small.npz", "trained on 28x28 images"),
         "nan": ("nan.npz", "NaN"),
         "negative": ("negative.npz", "[0, 255]"),
         "big": ("big.npz", "[0, 255]"),
