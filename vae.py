@@ -53,6 +53,7 @@ SEED = 0
 GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
 GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
 GMM_MAX_ITER = 500
+GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabelled ones in EM
 
 RECONSTRUCTION_FILE = "vae_reconstructed.npz"
 PREDICTIONS_FILE = "vae.csv"
@@ -420,20 +421,23 @@ def fit_gmm(
     covariances: np.ndarray,
     labelled_points: np.ndarray | None = None,
     labelled_components: np.ndarray | None = None,
+    labelled_weight: float = GMM_LABELLED_WEIGHT,
     reg_covar: float = GMM_REG_COVAR,
     tol: float = GMM_TOL,
     max_iter: int = GMM_MAX_ITER,
 ) -> dict:
     """EM from the given parameters. Returns the fitted parameters and the log-likelihood trace.
 
-    The objective is the mean over all points of log p(x) for unlabelled points and of
-    log p(x, k) for labelled ones, which EM never decreases.
+    The objective is a weighted mean of log p(x) over unlabelled points and of log p(x, k) over
+    labelled ones, which EM never decreases. Weighting the few labelled points keeps each
+    component on its digit when the training set is small (scripts/benchmark.py, README).
     """
     n_components = len(means)
     if labelled_points is None:
         labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
     fixed = np.eye(n_components)[labelled_components]
     all_points = np.concatenate([points, labelled_points])
+    point_weights = np.concatenate([np.ones(len(points)), np.full(len(labelled_points), labelled_weight)])
     trace: list[float] = []
     converged = False
     for _ in range(max_iter):
@@ -441,12 +445,14 @@ def fit_gmm(
         log_evidence = logsumexp(log_joint, axis=1)
         labelled_log_joint = gmm_log_joint(labelled_points, weights, means, covariances)
         labelled_term = labelled_log_joint[np.arange(len(labelled_points)), labelled_components]
-        trace.append(float((log_evidence.sum() + labelled_term.sum()) / len(all_points)))
+        trace.append(float((log_evidence.sum() + labelled_weight * labelled_term.sum()) / point_weights.sum()))
         if len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
             converged = True
             break
         responsibilities = np.concatenate([np.exp(log_joint - log_evidence[:, None]), fixed])
-        weights, means, covariances = _maximisation_step(all_points, responsibilities, reg_covar)
+        weights, means, covariances = _maximisation_step(
+            all_points, responsibilities * point_weights[:, None], reg_covar
+        )
     return {
         "weights": weights,
         "means": means,

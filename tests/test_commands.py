@@ -54,7 +54,7 @@ def test_test_classifier_writes_the_contract(demo, trained, tmp_path):
     predictions = np.array([int(line) for line in lines[1:]])
     truth = labels_of(demo["test"])
     assert len(predictions) == len(truth) and set(predictions) <= {1, 4, 8}
-    assert np.mean(predictions == truth) > 0.7  # measured 0.80 on these 1,185 training images; chance 0.33
+    assert np.mean(predictions == truth) > 0.7  # measured 0.88 on these 1,185 training images; chance 0.33
 
 
 def test_predictions_follow_input_order_and_ignore_labels(demo, trained, tmp_path):

@@ -78,13 +78,24 @@ def test_labelled_points_relabel_components_that_em_carried_off():
     weights, means, covariances = rough_start(points)
     means[[0, 1]] = means[[1, 0]]  # components 0 and 1 start on each other's cluster
     anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
-    fit = vae.fit_gmm(points, weights, means, covariances, points[anchors], components[anchors])
+    fit = vae.fit_gmm(points, weights, means, covariances, points[anchors], components[anchors], labelled_weight=1)
     fit["digits"] = np.arange(3)
-    assert np.mean(vae.gmm_predict(fit, points) == components) < 0.5  # 15 anchors do not hold EM
+    assert np.mean(vae.gmm_predict(fit, points) == components) < 0.5  # 15 anchors of weight 1 do not hold EM
     log_joint = vae.gmm_log_joint(points[anchors], fit["weights"], fit["means"], fit["covariances"])
     order = vae.assign_components(log_joint, components[anchors])
     assert order.tolist() == [1, 0, 2]
     fit["digits"][order] = np.arange(3)
+    assert np.mean(vae.gmm_predict(fit, points) == components) > 0.95
+
+
+def test_weighted_labelled_points_hold_their_components():
+    points, components = sample_mixture(900)
+    weights, means, covariances = rough_start(points)
+    means[[0, 1]] = means[[1, 0]]
+    anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
+    fit = vae.fit_gmm(points, weights, means, covariances, points[anchors], components[anchors])
+    fit["digits"] = np.arange(3)
+    assert vae.GMM_LABELLED_WEIGHT > 1
     assert np.mean(vae.gmm_predict(fit, points) == components) > 0.95
 
 
