@@ -31,7 +31,7 @@ import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -71,7 +71,7 @@ class InputError(Exception):
 class Images(NamedTuple):
     pixels: np.ndarray  # (N, H, W) float32 in [0, 1]
     labels: np.ndarray | None  # (N,) int64, or None when the file has none
-    shape: tuple[int, ...]  # the layout of the file's image array, for writing results back
+    file_shape: tuple[int, ...]  # the layout of the file's image array, for writing results back
 
 
 def _is_square(n: int) -> bool:
@@ -179,12 +179,13 @@ def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def load_images(
-    path: str, pixels_per_image: int | None = None, read_labels: bool = True, need_labels: bool = False
-) -> Images:
-    """Read, validate and scale a file of images; `pixels_per_image` is the model's input size."""
-    raw, labels = _read_arrays(path, read_labels or need_labels)
-    original_shape = tuple(raw.shape)
+def load_images(path: str, pixels_per_image: int | None = None, labels: str = "optional") -> Images:
+    """Read, validate and scale a file of images; `pixels_per_image` is the model's input size.
+
+    `labels` is "ignore" (never read them), "optional" or "required".
+    """
+    raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
+    file_shape = tuple(raw.shape)
     stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
     pixels = _scale_to_unit(stack, path)
     if pixels_per_image is not None and pixels[0].size != pixels_per_image:
@@ -194,17 +195,18 @@ def load_images(
             f"{path}: images of {pixels.shape[1]}x{pixels.shape[2]} pixels, but the model was "
             f"trained on {trained_size} images"
         )
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if labels.size != len(pixels):
-            raise InputError(f"{path}: {labels.size} labels for {len(pixels)} images")
-        numeric = np.issubdtype(labels.dtype, np.number)
-        if not numeric or not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+    if found_labels is not None:
+        found_labels = np.asarray(found_labels).reshape(-1)
+        if found_labels.size != len(pixels):
+            raise InputError(f"{path}: {found_labels.size} labels for {len(pixels)} images")
+        numeric = np.issubdtype(found_labels.dtype, np.number)
+        whole = numeric and np.all(np.isfinite(found_labels)) and np.all(found_labels == np.round(found_labels))
+        if not whole:
             raise InputError(f"{path}: labels must be whole numbers")
-        labels = labels.astype(np.int64)
-    if need_labels and labels is None:
+        found_labels = found_labels.astype(np.int64)
+    if labels == "required" and found_labels is None:
         raise InputError(f"{path}: the validation file needs a 'labels' array (the digit of each image)")
-    return Images(pixels, labels, original_shape)
+    return Images(pixels, found_labels, file_shape)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -630,8 +632,8 @@ def command_train(args: argparse.Namespace) -> None:
     input_paths = {os.path.realpath(path) for path in (args.train_path, args.val_path)}
     if len(output_paths) != len(outputs) or output_paths & input_paths:
         raise InputError("the output paths must differ from each other and from the inputs")
-    train = load_images(args.train_path, read_labels=False)
-    validation = load_images(args.val_path, need_labels=True)
+    train = load_images(args.train_path, labels="ignore")
+    validation = load_images(args.val_path, labels="required")
     if train.pixels.shape[1:] != validation.pixels.shape[1:]:
         raise InputError(
             f"{args.val_path}: validation images are {validation.pixels.shape[1:]} but training "
@@ -678,8 +680,8 @@ def _options(args: argparse.Namespace) -> dict:
 def command_test_reconstruction(args: argparse.Namespace) -> None:
     check_writable(RECONSTRUCTION_FILE)
     model, _ = load_model(args.vae_path)
-    images = load_images(args.data_path, model.input_dim, read_labels=False)
-    output = reconstruct(model, images.pixels).reshape(images.shape).astype(np.float32)
+    images = load_images(args.data_path, model.input_dim, labels="ignore")
+    output = reconstruct(model, images.pixels).reshape(images.file_shape).astype(np.float32)
     with atomic_outputs(RECONSTRUCTION_FILE) as (temporary,):
         with open(temporary, "wb") as handle:
             np.savez(handle, data=output, arr_0=output)
@@ -691,7 +693,7 @@ def command_test_classifier(args: argparse.Namespace) -> None:
     check_writable(PREDICTIONS_FILE)
     model, fingerprint = load_model(args.vae_path)
     gmm = load_gmm(args.gmm_path, model, fingerprint)
-    images = load_images(args.data_path, model.input_dim, read_labels=False)
+    images = load_images(args.data_path, model.input_dim, labels="ignore")
     predictions = gmm_predict(gmm, encode_means(model, images.pixels))
     with atomic_outputs(PREDICTIONS_FILE) as (temporary,):
         with open(temporary, "w") as handle:
@@ -850,7 +852,7 @@ def command_report(args: argparse.Namespace) -> None:
     model, fingerprint = load_model(args.vae_path)
     gmm = load_gmm(args.gmm_path, model, fingerprint)
     train = load_images(args.train_path, model.input_dim)
-    validation = load_images(args.val_path, model.input_dim, need_labels=True)
+    validation = load_images(args.val_path, model.input_dim, labels="required")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"{args.out}: is a file; --out needs a folder")
     os.makedirs(args.out, exist_ok=True)
@@ -926,17 +928,17 @@ def command_report(args: argparse.Namespace) -> None:
 # -----------------------------------------------------------------------------------------------
 # Command line.
 
-MODES = {  # mode: (position of the mode word, names of the positional arguments around it)
-    "train": (2, ("train_path", "val_path", "vae_path", "gmm_path")),
-    "test_reconstruction": (1, ("data_path", "vae_path")),
-    "test_classifier": (1, ("data_path", "vae_path", "gmm_path")),
-    "report": (2, ("train_path", "val_path", "vae_path", "gmm_path")),
-}
-COMMANDS = {
-    "train": command_train,
-    "test_reconstruction": command_test_reconstruction,
-    "test_classifier": command_test_classifier,
-    "report": command_report,
+class Mode(NamedTuple):
+    position: int  # where the mode word stands among the positional arguments
+    names: tuple[str, ...]  # the positional arguments around it
+    command: Callable[[argparse.Namespace], None]
+
+
+MODES = {
+    "train": Mode(2, ("train_path", "val_path", "vae_path", "gmm_path"), command_train),
+    "test_reconstruction": Mode(1, ("data_path", "vae_path"), command_test_reconstruction),
+    "test_classifier": Mode(1, ("data_path", "vae_path", "gmm_path"), command_test_classifier),
+    "report": Mode(2, ("train_path", "val_path", "vae_path", "gmm_path"), command_report),
 }
 
 
@@ -1014,7 +1016,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _usage_of(mode: str) -> str:
-    position, names = MODES[mode]
+    position, names, _ = MODES[mode]
     words = [name.removesuffix("_path").upper() for name in names]
     return "vae.py " + " ".join(words[:position] + [mode] + words[position:])
 
@@ -1023,15 +1025,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     words = args.arguments
-    modes = [mode for mode, (position, _) in MODES.items() if len(words) > position and words[position] == mode]
+    modes = [mode for mode, spec in MODES.items() if len(words) > spec.position and words[spec.position] == mode]
     if not modes:
         named = [word for word in words if word in MODES]
         if named:
-            position, names = MODES[named[0]]
-            parser.error(f"{named[0]} must be word {position + 1}: " + _usage_of(named[0]))
+            parser.error(f"{named[0]} must be word {MODES[named[0]].position + 1}: " + _usage_of(named[0]))
         parser.error(f"no mode given: expected one of {', '.join(MODES)}")
     mode = modes[0]
-    position, names = MODES[mode]
+    position, names, _ = MODES[mode]
     if len(words) != len(names) + 1:
         parser.error(f"{mode} takes {len(names)} paths, got {len(words) - 1}: " + _usage_of(mode))
     for name, value in zip(names, words[:position] + words[position + 1:]):
@@ -1043,7 +1044,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        COMMANDS[args.mode](args)
+        MODES[args.mode].command(args)
     except InputError as error:
         print(f"vae.py: error: {error}", file=sys.stderr)
         return 2
