@@ -373,7 +373,8 @@ def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.nd
 
 # -----------------------------------------------------------------------------------------------
 # Gaussian mixture: EM in the log domain with full covariances. The labelled validation points,
-# when given, keep their known component in every E-step (semi-supervised EM).
+# when given, keep their known component in every E-step and weigh GMM_LABELLED_WEIGHT times as
+# much as an unlabelled point (semi-supervised EM).
 
 
 def gaussian_log_density(points: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
@@ -651,25 +652,23 @@ def command_train(args: argparse.Namespace) -> None:
     model, history = train_vae(
         train.pixels, args.epochs, args.batch_size, args.lr, args.beta, args.hidden, args.latent_dim, log
     )
-    gmm = fit_digit_gmm(
-        encode_means(model, train.pixels), encode_means(model, validation.pixels), validation.labels
-    )
+    val_latents = encode_means(model, validation.pixels)
+    gmm = fit_digit_gmm(encode_means(model, train.pixels), val_latents, validation.labels)
     if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
         raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate (train longer?)")
     state = model.state_dict()
     gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
-    accuracy = float(np.mean(gmm_predict(gmm, encode_means(model, validation.pixels)) == validation.labels))
+    accuracy = float(np.mean(gmm_predict(gmm, val_latents) == validation.labels))
     log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
         f"validation accuracy {accuracy:.3f}")
-    history_file = history_path(args.vae_path)
-    with atomic_outputs(args.vae_path, args.gmm_path, history_file) as (vae_tmp, gmm_tmp, history_tmp):
+    with atomic_outputs(*outputs) as (vae_tmp, gmm_tmp, history_tmp):
         with open(vae_tmp, "wb") as handle:  # a handle, not a path: the archive's inner name stays fixed
             torch.save(state, handle)
         with open(gmm_tmp, "wb") as handle:
             pickle.dump(gmm, handle, protocol=4)
         with open(history_tmp, "w") as handle:
             json.dump({"epochs": history, "options": _options(args)}, handle, indent=1)
-    log(f"saved {args.vae_path}, {args.gmm_path} and {history_file}")
+    log(f"saved {', '.join(outputs)}")
 
 
 def _options(args: argparse.Namespace) -> dict:
