@@ -616,6 +616,8 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
             raise InputError(f"{path}: '{key}' is not an array of shape {shape} for this model")
         if not np.all(np.isfinite(value)):
             raise InputError(f"{path}: '{key}' holds NaN or infinite values")
+    if not np.issubdtype(gmm["digits"].dtype, np.integer):
+        raise InputError(f"{path}: 'digits' must hold whole numbers, not {gmm['digits'].dtype}")
     if gmm["vae_sha256"] != fingerprint:
         raise InputError(f"{path}: this GMM was fitted with a different vae.pth; train both together")
     return gmm
@@ -685,7 +687,7 @@ def command_test_reconstruction(args: argparse.Namespace) -> None:
         with open(temporary, "wb") as handle:
             np.savez(handle, data=output, arr_0=output)
     if not args.quiet:
-        print(f"wrote {RECONSTRUCTION_FILE}: {output.shape[0] if output.ndim > 2 else 1} reconstructions")
+        print(f"wrote {RECONSTRUCTION_FILE}: {len(images.pixels)} reconstructions")
 
 
 def command_test_classifier(args: argparse.Namespace) -> None:

@@ -43,7 +43,8 @@ def test_reconstruction_comes_back_in_the_input_layout(demo, trained, tmp_path, 
     shaped = {"N,H,W": images, "N,H*W": images.reshape(len(images), -1),
               "N,1,H,W": images[:, None], "H,W": images[0]}[layout]
     np.savez(tmp_path / "in.npz", arr_0=shaped)  # a single array under another key
-    run_vae("in.npz", "test_reconstruction", "vae.pth", cwd=tmp_path)
+    result = run_vae("in.npz", "test_reconstruction", "vae.pth", cwd=tmp_path)
+    assert f"{1 if layout == 'H,W' else len(images)} reconstructions" in result.stdout
     with np.load(tmp_path / "vae_reconstructed.npz") as archive:
         reconstructed = archive["data"]
     assert reconstructed.shape == shaped.shape and reconstructed.dtype == np.float32
@@ -171,7 +172,8 @@ def test_bad_model_and_gmm_files(demo, trained, tmp_path):
     with open(tmp_path / "gmm_params.pkl", "rb") as handle:
         gmm = pickle.load(handle)
     for name, key, value in [("shape", "means", np.zeros((3, 5))), ("type", "weights", 7),
-                             ("nan", "covariances", np.full((3, 2, 2), np.nan))]:
+                             ("nan", "covariances", np.full((3, 2, 2), np.nan)),
+                             ("float_digits", "digits", np.array([1.0, 4.0, 8.0]))]:
         with open(tmp_path / f"wrong_{name}.pkl", "wb") as handle:
             pickle.dump({**gmm, key: value}, handle)
     run_vae(demo["val"], demo["val"], "train", "other.pth", "other.pkl", "--epochs", "1", cwd=tmp_path)
@@ -187,6 +189,7 @@ def test_bad_model_and_gmm_files(demo, trained, tmp_path):
         (["test_classifier", "vae.pth", "wrong_shape.pkl"], "'means' is not an array of shape (3, 2)"),
         (["test_classifier", "vae.pth", "wrong_type.pkl"], "'weights' is not an array"),
         (["test_classifier", "vae.pth", "wrong_nan.pkl"], "'covariances' holds NaN"),
+        (["test_classifier", "vae.pth", "wrong_float_digits.pkl"], "'digits' must hold whole numbers"),
     ]
     for arguments, fragment in cases:
         assert_clean_error(run_vae(demo["recon"], *arguments, cwd=tmp_path, expect=None), 2, fragment)
