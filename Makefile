@@ -1,10 +1,10 @@
-# make demo | make test | make test-oldest | make model | make report | make benchmark
+# make demo | make test | make test-oldest | make model | make report | make benchmark | make limits
 PYTHON := .venv/bin/python
 OLDEST := .venv-oldest/bin/python
 COURSE_FILE := ../shared/data/mnist_1_4_8_train.npz
 VAE := ../$(PYTHON) ../vae.py
 
-.PHONY: demo test test-oldest lint model report benchmark clean
+.PHONY: demo test test-oldest lint model report benchmark limits clean
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	./install.sh
@@ -38,6 +38,9 @@ report: .venv/.installed
 
 benchmark: .venv/.installed
 	$(PYTHON) scripts/benchmark.py
+
+limits: .venv/.installed
+	$(PYTHON) scripts/limits.py
 
 clean:
 	rm -rf demo report .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv

@@ -28,6 +28,14 @@ COURSE_FILE = ROOT.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
 SPLIT_SEED = 2024
 
 
+def read_course_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The course file's images and labels; a one-line exit when it is missing."""
+    if not path.is_file():
+        sys.exit(f"{Path(sys.argv[0]).name}: {path} not found; it is the course file kept in ../shared/data")
+    with np.load(path) as archive:
+        return archive["data"], archive["labels"]
+
+
 def split_course_file(images: np.ndarray, labels: np.ndarray, train_fraction: float = 0.8):
     """Indices of the development training part and of the held-out part, stratified by digit."""
     rng = np.random.default_rng(SPLIT_SEED)
@@ -112,10 +120,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
     args = parser.parse_args()
-    if not args.data.is_file():
-        sys.exit(f"benchmark: {args.data} not found; it is the course file kept in ../shared/data")
-    with np.load(args.data) as archive:
-        images, labels = archive["data"], archive["labels"]
+    images, labels = read_course_file(args.data)
     train, held_out = split_course_file(images, labels)
     draws, train_flags = args.draws, list(args.train_flags)
     if args.quick:

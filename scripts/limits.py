@@ -1,0 +1,112 @@
+"""What limits the scores: the 2-D latent space, the training seed, or the GMM?
+
+Trains vae.py's default VAE on the benchmark's development part of the course file, once per seed,
+and prints two tables:
+
+- classification: the GMM's F1avg over the benchmark's validation draws, next to a k-nearest-
+  neighbour classifier given every training label, in the latent space and in pixel space;
+- reconstruction: 1 - MSE and SSIM on the images the VAE trained on and on held-out images.
+
+    python scripts/limits.py                  # seeds 0, 1 and 2: about 2 minutes
+    python scripts/limits.py --seeds 0 --draws 2
+
+The kNN classifiers read the training labels, which vae.py never does: they measure how well the
+digits can be told apart in a space, not a method anyone could submit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from benchmark import COURSE_FILE, draw_validation, read_course_file, split_course_file
+from score import classification_scores, reconstruction_scores
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import vae  # noqa: E402  (vae.py is the product, one directory up)
+
+NEIGHBOURS = 15
+
+
+def knn_predict(train_points: torch.Tensor, train_labels: torch.Tensor, points: torch.Tensor) -> np.ndarray:
+    """Majority vote of the NEIGHBOURS nearest training points (Euclidean)."""
+    votes = []
+    for chunk in points.split(1024):
+        nearest = torch.cdist(chunk, train_points).topk(NEIGHBOURS, largest=False).indices
+        votes.append(torch.mode(train_labels[nearest], dim=1).values)
+    return torch.cat(votes).numpy()
+
+
+def blurred(pixels: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
+    """Images blurred by a Gaussian of `sigma` pixels, flattened: a kinder metric than raw pixels."""
+    radius = int(3 * sigma)
+    taps = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
+    kernel = torch.outer(taps, taps) / taps.sum() ** 2
+    images = torch.from_numpy(pixels).unsqueeze(1)
+    return F.conv2d(images, kernel[None, None], padding=radius).flatten(1)
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print("| " + " | ".join(cell.rjust(width) for cell, width in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(cell.rjust(width) for cell, width in zip(row, widths)) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    parser.add_argument("--draws", type=int, default=5, help="validation draws per seed (default 5)")
+    parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
+    args = parser.parse_args()
+    images, labels = read_course_file(args.data)
+    train, held_out = split_course_file(images, labels)
+    train_pixels = images[train].astype(np.float32) / 255
+    held_pixels = images[held_out].astype(np.float32) / 255
+    train_labels = torch.from_numpy(labels[train])
+    position = {index: i for i, index in enumerate(held_out)}
+
+    def knn_accuracy(train_points, held_points) -> float:
+        predicted = knn_predict(torch.as_tensor(train_points), train_labels, torch.as_tensor(held_points))
+        return classification_scores(labels[held_out], predicted)["accuracy"]
+
+    flat_train, flat_held = train_pixels.reshape(len(train), -1), held_pixels.reshape(len(held_out), -1)
+    classification = [
+        ["pixels", "-", "-", f"{knn_accuracy(flat_train, flat_held):.4f}"],
+        ["blurred pixels (sigma 1)", "-", "-", f"{knn_accuracy(blurred(train_pixels), blurred(held_pixels)):.4f}"],
+    ]
+    reconstruction = []
+    every_fourth = np.arange(0, len(train), 4)
+    for seed in args.seeds:
+        start = time.perf_counter()
+        vae.seed_everything(seed)
+        model, _ = vae.train_vae(train_pixels, log=lambda *_: None)
+        train_latents, held_latents = vae.encode_means(model, train_pixels), vae.encode_means(model, held_pixels)
+        scores = []
+        for draw in range(args.draws):
+            validation, test = draw_validation(labels, held_out, draw)
+            validation_rows = [position[i] for i in validation]
+            gmm = vae.fit_digit_gmm(train_latents, held_latents[validation_rows], labels[validation])
+            predicted = vae.gmm_predict(gmm, held_latents[[position[i] for i in test]])
+            scores.append(classification_scores(labels[test], predicted)["F1avg"])
+        classification.append([f"latent, seed {seed}", f"{np.mean(scores):.4f}", f"{np.min(scores):.4f}",
+                               f"{knn_accuracy(train_latents, held_latents):.4f}"])
+        seen = reconstruction_scores(images[train][every_fourth], vae.reconstruct(model, train_pixels[every_fourth]))
+        unseen = reconstruction_scores(images[held_out], vae.reconstruct(model, held_pixels))
+        reconstruction.append([f"seed {seed}", f"{seen['1-MSE']:.4f}", f"{seen['SSIM']:.4f}",
+                               f"{unseen['1-MSE']:.4f}", f"{unseen['SSIM']:.4f}"])
+        print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"\ntraining images {len(train)}, held-out images {len(held_out)}, {args.draws} validation draws per seed\n")
+    print_table(["space", "GMM F1avg mean", "GMM F1avg min", f"{NEIGHBOURS}-NN accuracy, all labels"], classification)
+    print()
+    print_table(["model", "trained-on 1-MSE", "trained-on SSIM", "held-out 1-MSE", "held-out SSIM"], reconstruction)
+
+
+if __name__ == "__main__":
+    main()
