@@ -11,9 +11,10 @@ def test_knn_votes_with_the_nearest_training_points():
     rng = np.random.default_rng(0)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = torch.tensor([1, 4, 8]).repeat_interleave(NEIGHBOURS + 5)
-    points = centres.repeat_interleave(NEIGHBOURS + 5, dim=0) + torch.from_numpy(rng.normal(size=(len(labels), 2)))
-    queries = torch.tensor([[0.5, -0.5], [9.0, 1.0], [1.0, 9.0], [6.0, 0.5]], dtype=points.dtype)
-    assert knn_predict(points.float(), labels, queries.float()).tolist() == [1, 4, 8, 4]
+    noise = torch.from_numpy(rng.normal(size=(len(labels), 2))).float()
+    points = centres.repeat_interleave(NEIGHBOURS + 5, dim=0) + noise
+    queries = torch.tensor([[0.5, -0.5], [9.0, 1.0], [1.0, 9.0], [6.0, 0.5]])
+    assert knn_predict(points, labels, queries).tolist() == [1, 4, 8, 4]
 
 
 def test_blur_keeps_the_ink_and_spreads_it():
