@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from score import classification_scores, reconstruction_scores
+from draw_validation import draw_validation
+from score import classification_scores, print_table, reconstruction_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_FILE = ROOT.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
@@ -48,13 +49,9 @@ def split_course_file(images: np.ndarray, labels: np.ndarray, train_fraction: fl
     return rng.permutation(np.concatenate(train)), np.concatenate(held_out)
 
 
-def draw_validation(labels: np.ndarray, held_out: np.ndarray, draw: int, per_digit: int = 5):
-    """A validation draw of `per_digit` images per digit from the held-out part, and the rest."""
-    rng = np.random.default_rng(1000 + draw)
-    validation = np.concatenate([
-        rng.choice(held_out[labels[held_out] == digit], per_digit, replace=False)
-        for digit in np.unique(labels)
-    ])
+def validation_and_test(labels: np.ndarray, held_out: np.ndarray, draw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validation draw number `draw` (5 images per digit from the held-out part) and the held-out rest."""
+    validation = draw_validation(labels, np.random.default_rng(1000 + draw), among=held_out)
     return validation, np.setdiff1d(held_out, validation)
 
 
@@ -72,7 +69,7 @@ def run(command: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def benchmark_draw(images, labels, train, held_out, draw, folder: Path, train_flags: list[str]) -> dict:
-    validation, test = draw_validation(labels, held_out, draw)
+    validation, test = validation_and_test(labels, held_out, draw)
     np.savez(folder / "val.npz", data=images[validation], labels=labels[validation])
     np.savez(folder / "test.npz", data=images[test])
     vae_py = str(ROOT / "vae.py")
@@ -87,9 +84,11 @@ def benchmark_draw(images, labels, train, held_out, draw, folder: Path, train_fl
     predicted = np.loadtxt(folder / "vae.csv", skiprows=1, dtype=int)
     with np.load(folder / "vae_reconstructed.npz") as archive:
         reconstructed = archive["data"]
+    scores = classification_scores(labels[test], predicted)
     return {
         "draw": draw,
-        **classification_scores(labels[test], predicted),
+        "F1avg": scores["F1avg"],
+        "accuracy": scores["accuracy"],
         **reconstruction_scores(images[test], reconstructed),
         "train s": train_seconds,
         "recon s": recon_seconds,
@@ -98,19 +97,14 @@ def benchmark_draw(images, labels, train, held_out, draw, folder: Path, train_fl
     }
 
 
-def print_table(rows: list[dict]) -> None:
+def print_draws(rows: list[dict]) -> None:
+    """One line per draw, then their mean, minimum and maximum."""
     columns = list(rows[0])
     formats = {"draw": "{}", "train s": "{:.1f}", "recon s": "{:.2f}", "classify s": "{:.2f}", "peak MB": "{:.0f}"}
-    lines = [columns]
-    for row in rows:
-        lines.append([formats.get(c, "{:.4f}").format(row[c]) for c in columns])
+    lines = [[formats.get(c, "{:.4f}").format(row[c]) for c in columns] for row in rows]
     for name, reduce in (("mean", np.mean), ("min", np.min), ("max", np.max)):
         lines.append([name] + [formats.get(c, "{:.4f}").format(reduce([r[c] for r in rows])) for c in columns[1:]])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    for i, line in enumerate(lines):
-        print("| " + " | ".join(cell.rjust(width) for cell, width in zip(line, widths)) + " |")
-        if i == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    print_table(columns, lines)
 
 
 def main() -> None:
@@ -134,7 +128,7 @@ def main() -> None:
         for draw in range(draws):
             rows.append(benchmark_draw(images, labels, train, held_out, draw, folder, train_flags))
             print(f"draw {draw}: F1avg {rows[-1]['F1avg']:.4f}", flush=True)
-    print_table(rows)
+    print_draws(rows)
 
 
 if __name__ == "__main__":

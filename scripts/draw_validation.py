@@ -2,7 +2,8 @@
 
     python scripts/draw_validation.py ../shared/data/mnist_1_4_8_train.npz models/val.npz
 
-`make model` uses it with the default seed, so the shipped model can be reproduced.
+`make model` uses it with the default seed, so the shipped model can be reproduced. The tools draw
+their validation sets with the same routine, `draw_validation`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+
+
+def draw_validation(labels: np.ndarray, rng: np.random.Generator, per_digit: int = 5,
+                    among: np.ndarray | None = None) -> np.ndarray:
+    """Indices of `per_digit` images of each digit, drawn without replacement from `among` (default all)."""
+    candidates = np.arange(len(labels)) if among is None else among
+    return np.concatenate([
+        rng.choice(candidates[labels[candidates] == digit], per_digit, replace=False) for digit in np.unique(labels)
+    ])
 
 
 def main() -> None:
@@ -21,10 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     with np.load(args.source) as archive:
         images, labels = archive["data"], archive["labels"]
-    rng = np.random.default_rng(args.seed)
-    chosen = np.concatenate([
-        rng.choice(np.flatnonzero(labels == digit), args.per_digit, replace=False) for digit in np.unique(labels)
-    ])
+    chosen = draw_validation(labels, np.random.default_rng(args.seed), args.per_digit)
     np.savez(args.output, data=images[chosen], labels=labels[chosen])
     print(f"{args.output}: {len(chosen)} images, digits {np.unique(labels).tolist()}")
 

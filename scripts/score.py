@@ -1,4 +1,4 @@
-"""Score the grader's outputs against labelled files, as the course does.
+"""Score the grader's outputs against labelled files, as the course does; the tools' shared scoring.
 
     python scripts/score.py --test TEST.npz --predictions vae.csv \
                             --recon RECON.npz --reconstructed vae_reconstructed.npz
@@ -12,13 +12,20 @@ import argparse
 
 import numpy as np
 from skimage.metrics import structural_similarity
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 
 def classification_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    macro = f1_score(truth, predicted, average="macro")
-    micro = f1_score(truth, predicted, average="micro")
-    return {"F1avg": (macro + micro) / 2, "accuracy": accuracy_score(truth, predicted)}
+    """The course's F1avg, and accuracy and the macro averages for the report's metrics table."""
+    macro = {"average": "macro", "zero_division": 0}
+    f1_macro = f1_score(truth, predicted, **macro)
+    return {
+        "F1avg": float((f1_macro + f1_score(truth, predicted, average="micro")) / 2),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "precision_macro": float(precision_score(truth, predicted, **macro)),
+        "recall_macro": float(recall_score(truth, predicted, **macro)),
+        "f1_macro": float(f1_macro),
+    }
 
 
 def reconstruction_scores(originals: np.ndarray, reconstructed: np.ndarray) -> dict[str, float]:
@@ -26,6 +33,15 @@ def reconstruction_scores(originals: np.ndarray, reconstructed: np.ndarray) -> d
     truth = originals.astype(np.float64).reshape(reconstructed.shape) / 255.0
     ssim = np.mean([structural_similarity(a, b, data_range=1.0) for a, b in zip(truth, reconstructed)])
     return {"1-MSE": float(1 - np.mean((truth - reconstructed) ** 2)), "SSIM": float(ssim)}
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table, cells right-aligned, as the README shows them."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print("| " + " | ".join(cell.rjust(width) for cell, width in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(cell.rjust(width) for cell, width in zip(row, widths)) + " |")
 
 
 def main() -> None:
@@ -38,6 +54,7 @@ def main() -> None:
     with np.load(args.test) as test, np.load(args.recon) as recon, np.load(args.reconstructed) as out:
         predicted = np.loadtxt(args.predictions, skiprows=1, dtype=int, ndmin=1)
         scores = classification_scores(test["labels"], predicted)
+        scores = {"F1avg": scores["F1avg"], "accuracy": scores["accuracy"]}
         scores |= reconstruction_scores(recon["data"], out["data"])
     print("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
