@@ -34,7 +34,7 @@ model: .venv/.installed
 	$(PYTHON) vae.py $(COURSE_FILE) models/val.npz train models/vae.pth models/gmm_params.pkl
 
 report: .venv/.installed
-	$(PYTHON) vae.py $(COURSE_FILE) models/val.npz report models/vae.pth models/gmm_params.pkl --out docs/report
+	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
 
 benchmark: .venv/.installed
 	$(PYTHON) scripts/benchmark.py

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchmark import COURSE_FILE, draw_validation, read_course_file, split_course_file
-from score import classification_scores, reconstruction_scores
+from benchmark import COURSE_FILE, read_course_file, split_course_file, validation_and_test
+from score import classification_scores, print_table, reconstruction_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae  # noqa: E402  (vae.py is the product, one directory up)
@@ -49,14 +49,6 @@ def blurred(pixels: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
     kernel = torch.outer(taps, taps) / taps.sum() ** 2
     images = torch.from_numpy(pixels).unsqueeze(1)
     return F.conv2d(images, kernel[None, None], padding=radius).flatten(1)
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    print("| " + " | ".join(cell.rjust(width) for cell, width in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(cell.rjust(width) for cell, width in zip(row, widths)) + " |")
 
 
 def main() -> None:
@@ -85,12 +77,11 @@ def main() -> None:
     every_fourth = np.arange(0, len(train), 4)
     for seed in args.seeds:
         start = time.perf_counter()
-        vae.seed_everything(seed)
-        model, _ = vae.train_vae(train_pixels, log=lambda *_: None)
+        model, _ = vae.train_vae(train_pixels, vae.TrainConfig(seed=seed), log=lambda *_: None)
         train_latents, held_latents = vae.encode_means(model, train_pixels), vae.encode_means(model, held_pixels)
         scores = []
         for draw in range(args.draws):
-            validation, test = draw_validation(labels, held_out, draw)
+            validation, test = validation_and_test(labels, held_out, draw)
             validation_rows = [position[i] for i in validation]
             gmm = vae.fit_digit_gmm(train_latents, held_latents[validation_rows], labels[validation])
             predicted = vae.gmm_predict(gmm, held_latents[[position[i] for i in test]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,14 @@ def images_of(path: Path) -> np.ndarray:
 def labels_of(path: Path) -> np.ndarray:
     with np.load(path) as archive:
         return archive["labels"]
+
+
+def copy_model(trained: Path, folder: Path) -> None:
+    """Put the trained vae.pth and gmm_params.pkl into `folder`."""
+    for name in ("vae.pth", "gmm_params.pkl"):
+        shutil.copy(trained / name, folder)
+
+
+def read_predictions(folder: Path) -> np.ndarray:
+    """The digits of `folder`/vae.csv, after its header."""
+    return np.loadtxt(folder / "vae.csv", skiprows=1, dtype=int, ndmin=1)

@@ -16,5 +16,5 @@ def test_notebook_runs_top_to_bottom(tmp_path):
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
-    assert sum("image/png" in output.get("data", {}) for output in outputs) == 8
+    assert sum("image/png" in output.get("data", {}) for output in outputs) == 9
     assert (tmp_path / "report" / "metrics.json").is_file()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
+import resource
 import signal
 import subprocess
 import sys
@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import VAE_PY, images_of, labels_of, run_vae
+from conftest import VAE_PY, copy_model, images_of, labels_of, read_predictions, run_vae
+
+import vae
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -22,15 +24,6 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragment
     assert len(lines) == 1 and lines[0].startswith("vae.py: error:"), result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
-
-
-def copy_model(trained, folder):
-    for name in ("vae.pth", "gmm_params.pkl"):
-        shutil.copy(trained / name, folder)
-
-
-def predictions(folder) -> np.ndarray:
-    return np.loadtxt(folder / "vae.csv", skiprows=1, dtype=int, ndmin=1)
 
 
 # --- Inputs people have: accepted --------------------------------------------------------------
@@ -49,7 +42,7 @@ def test_reconstruction_comes_back_in_the_input_layout(demo, trained, tmp_path, 
         reconstructed = archive["data"]
     assert reconstructed.shape == shaped.shape and reconstructed.dtype == np.float32
     run_vae("in.npz", "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path)
-    assert len(predictions(tmp_path)) == (1 if layout == "H,W" else len(images))
+    assert len(read_predictions(tmp_path)) == (1 if layout == "H,W" else len(images))
 
 
 def test_uint8_float_unit_and_float_255_give_the_same_answer(demo, trained, tmp_path):
@@ -59,7 +52,7 @@ def test_uint8_float_unit_and_float_255_give_the_same_answer(demo, trained, tmp_
     for name, values in {"uint8": images, "unit": images / 255.0, "f255": images.astype(np.float32)}.items():
         np.savez(tmp_path / f"{name}.npz", data=values)
         run_vae(f"{name}.npz", "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path)
-        answers.append(predictions(tmp_path))
+        answers.append(read_predictions(tmp_path))
     assert all(np.array_equal(answers[0], other) for other in answers[1:])
 
 
@@ -80,8 +73,8 @@ def test_14x14_even_digits_from_csv_train_and_classify(tmp_path):
     run_vae("train.csv", "val.csv", "train", "vae.pth", "gmm.pkl", cwd=tmp_path)
     run_vae("test.csv", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
-    assert set(predictions(tmp_path)) <= {0, 2, 4, 6, 8}
-    assert np.mean(predictions(tmp_path) == truth) > 0.5  # measured 0.65: five digits in 2-D, ~2,000 images
+    assert set(read_predictions(tmp_path)) <= {0, 2, 4, 6, 8}
+    assert np.mean(read_predictions(tmp_path) == truth) > 0.5  # measured 0.65: five digits in 2-D, ~2,000 images
     with open(tmp_path / "gmm.pkl", "rb") as handle:
         gmm = pickle.load(handle)
     assert gmm["image_shape"].tolist() == [14, 14] and sorted(gmm["digits"]) == [0, 2, 4, 6, 8]
@@ -206,6 +199,9 @@ def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
         ([demo["recon"], "test_reconstructor", "vae.pth"], "no mode given"),
         ([demo["recon"], "test_reconstruction"], "takes 2 paths"),
         ([demo["train"], demo["val"], "train", "vae.pth"], "takes 4 paths"),
+        ([demo["recon"], "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--beta", "-1"], "positive number"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--hidden", "64", "0"], "positive sizes"),
         ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "train must be word 3"),
         ([demo["train"], demo["val"], "train", "same.pth", "same.pth"], "must differ from each other"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--seed", "-1"], "at least 0"),
@@ -217,14 +213,51 @@ def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
 # --- Nothing lost ------------------------------------------------------------------------------
 
 
+def files_in(folder) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+
+
+def test_a_writer_that_fails_midway_leaves_the_old_output_and_no_temporary(demo, trained, tmp_path, monkeypatch):
+    copy_model(trained, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert vae.main([str(demo["recon"]), "test_reconstruction", "vae.pth", "--quiet"]) == 0
+    before = files_in(tmp_path)
+
+    def savez_then_fail(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", savez_then_fail)
+    assert vae.main([str(demo["test"]), "test_reconstruction", "vae.pth", "--quiet"]) == 1
+    assert files_in(tmp_path) == before
+
+
+def limit_file_size(size: int):
+    """For a child process: writing past `size` bytes fails with EFBIG, as a full disk fails a write."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+@pytest.mark.parametrize("mode", ["train", "test_classifier"])
+def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, trained, tmp_path, mode):
+    copy_model(trained, tmp_path)
+    (tmp_path / "vae.csv").write_text("Predicted_Label\n1\n")
+    before = files_in(tmp_path)
+    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", "--epochs", "1"],
+                 "test_classifier": [demo["train"], "test_classifier", "vae.pth", "gmm_params.pkl"]}[mode]
+    result = subprocess.run([sys.executable, VAE_PY, *arguments], cwd=tmp_path, capture_output=True, text=True,
+                            preexec_fn=limit_file_size(2000))  # vae.pth is 4 MB; the CSV has 1,185 lines
+    assert_clean_error(result, 1, "File too large")
+    assert files_in(tmp_path) == before
+
+
 def test_a_failed_run_leaves_existing_outputs_untouched(demo, trained, tmp_path):
     copy_model(trained, tmp_path)
     (tmp_path / "vae.csv").write_text("Predicted_Label\n1\n")
     np.savez(tmp_path / "nan.npz", data=np.full((3, 28, 28), np.nan))
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    before = files_in(tmp_path)
     run_vae("nan.npz", "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path, expect=2)
     run_vae(demo["train"], "nan.npz", "train", "vae.pth", "gmm_params.pkl", cwd=tmp_path, expect=2)
-    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    assert files_in(tmp_path) == before
 
 
 def test_nan_loss_stops_training_with_a_clear_message(demo, trained, tmp_path):
@@ -239,7 +272,7 @@ def test_nan_loss_stops_training_with_a_clear_message(demo, trained, tmp_path):
 
 def test_ctrl_c_during_training_writes_nothing(demo, trained, tmp_path):
     copy_model(trained, tmp_path)
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    before = files_in(tmp_path)
     process = subprocess.Popen(
         [sys.executable, str(VAE_PY), str(demo["train"]), str(demo["val"]), "train", "vae.pth", "gmm_params.pkl",
          "--epochs", "1000"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -250,7 +283,7 @@ def test_ctrl_c_during_training_writes_nothing(demo, trained, tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == "vae.py: interrupted; no output was written"
-    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    assert files_in(tmp_path) == before
 
 
 # --- Nothing executed --------------------------------------------------------------------------
