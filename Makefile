@@ -1,16 +1,20 @@
-# make demo | make test | make test-oldest | make model | make report | make benchmark | make limits
+# make demo | test | test-starter | test-grader | model | report | benchmark | limits | submission REPORT=report.pdf
 PYTHON := .venv/bin/python
-OLDEST := .venv-oldest/bin/python
+STARTER := .venv-starter/bin/python
+GRADER := .venv-grader/bin/python
 COURSE_FILE := ../shared/data/mnist_1_4_8_train.npz
 VAE := ../$(PYTHON) ../vae.py
 
-.PHONY: demo test test-oldest lint model report benchmark limits clean
+.PHONY: demo test test-starter test-grader lint model report benchmark limits submission clean
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	./install.sh
 
-.venv-oldest/.installed: requirements-oldest.txt
-	./install.sh --oldest
+.venv-starter/.installed: envs/starter.txt envs/starter-torch.txt
+	./install.sh --starter
+
+.venv-grader/.installed: envs/grader.txt envs/grader-torch.txt
+	./install.sh --grader
 
 demo: .venv/.installed
 	$(PYTHON) scripts/make_demo_data.py demo
@@ -26,8 +30,11 @@ lint: .venv/.installed
 test: lint
 	$(PYTHON) -m pytest -q
 
-test-oldest: .venv-oldest/.installed
-	$(OLDEST) -m pytest -q
+test-starter: .venv-starter/.installed
+	$(STARTER) -m pytest -q
+
+test-grader: .venv-grader/.installed
+	$(GRADER) -m pytest -q
 
 model: .venv/.installed
 	$(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
@@ -42,5 +49,8 @@ benchmark: .venv/.installed
 limits: .venv/.installed
 	$(PYTHON) scripts/limits.py
 
+submission: .venv/.installed .venv-starter/.installed
+	$(PYTHON) scripts/submission.py --python $(STARTER) $(if $(REPORT),--report "$(REPORT)")
+
 clean:
-	rm -rf demo report .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv
+	rm -rf demo report .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv submission.zip

@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
-# Install the project's dependencies.
-#   ./install.sh            .venv with the pinned versions (plain pip, the default)
-#   ./install.sh --oldest   .venv-oldest with the course grader's NumPy 1.26.4 and scikit-learn 1.2.2
+# Install one of the project's environments.
+#   ./install.sh            .venv: this machine's python3, pinned CPU PyTorch (tests, demo, benchmark)
+#   ./install.sh --starter  .venv-starter: the course's starter kit, Python 3.10 and PyTorch 2.0.1
+#   ./install.sh --grader   .venv-grader: a published grader's, Python 3.12 and PyTorch 2.5.1
 #   ./install.sh --conda    the conda environment of environment.yaml (the course's own), if conda exists
+# The starter and grader environments find their Python through pyenv, else as python3.X on PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
-python=${PYTHON:-python3}
 
+find_python() {  # the newest installed Python $1.x
+  local version=$1 found=""
+  if command -v pyenv >/dev/null; then
+    found=$(find "$(pyenv root)/versions" -maxdepth 1 -name "$version.*" 2>/dev/null | sort -V | tail -n 1)
+  fi
+  if [ -n "$found" ] && [ -x "$found/bin/python" ]; then
+    echo "$found/bin/python"
+  elif command -v "python$version" >/dev/null; then
+    command -v "python$version"
+  else
+    echo "install.sh: Python $version not found; install it (pyenv install $version) or put python$version on PATH" >&2
+    exit 1
+  fi
+}
+
+torch_requirements=""
 case "${1:-}" in
   --conda)
     command -v conda >/dev/null || { echo "install.sh: conda not found; run ./install.sh for a .venv" >&2; exit 1; }
     conda env create -f environment.yaml || conda env update -f environment.yaml
     echo "done: conda activate col333-vae"
     exit 0 ;;
-  --oldest) venv=.venv-oldest; requirements=requirements-oldest.txt ;;
-  "") venv=.venv; requirements=requirements-dev.txt ;;
-  *) echo "usage: ./install.sh [--oldest | --conda]" >&2; exit 2 ;;
+  --starter) venv=.venv-starter; python=$(find_python 3.10); requirements=envs/starter.txt
+             torch_requirements=envs/starter-torch.txt ;;
+  --grader) venv=.venv-grader; python=$(find_python 3.12); requirements=envs/grader.txt
+            torch_requirements=envs/grader-torch.txt ;;
+  "") venv=.venv; python=${PYTHON:-python3}; requirements=requirements-dev.txt ;;
+  *) echo "usage: ./install.sh [--starter | --grader | --conda]" >&2; exit 2 ;;
 esac
 
+rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+if [ -n "$torch_requirements" ]; then
+  "$venv/bin/python" -m pip install --quiet --no-deps -r "$torch_requirements"
+fi
 "$venv/bin/python" -m pip install --quiet -r "$requirements"
 touch "$venv/.installed"
-echo "done: $venv"
+echo "done: $venv ($("$venv/bin/python" --version), $(du -sh "$venv" | cut -f1))"

@@ -1,0 +1,71 @@
+"""The course's environments agree: the same shipped-model outputs, and training accuracy within the seed band.
+
+Compares the environment running the tests with every other one installed (.venv, .venv-starter,
+.venv-grader; see install.sh). Where none is installed the tests skip, unless REQUIRE_ENVIRONMENTS=1
+(as in CI), which makes a missing environment a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, VAE_PY, labels_of, read_predictions
+from score import classification_scores
+
+ENVIRONMENTS = {"default": ROOT / ".venv", "starter": ROOT / ".venv-starter", "grader": ROOT / ".venv-grader"}
+SHIPPED = ROOT / "models"
+
+
+def other_pythons() -> dict[str, Path]:
+    running = Path(sys.prefix).resolve()
+    others = {name: folder / "bin" / "python" for name, folder in ENVIRONMENTS.items()
+              if folder.resolve() != running and (folder / ".installed").is_file()}
+    missing = set(ENVIRONMENTS) - set(others) - {name for name, f in ENVIRONMENTS.items() if f.resolve() == running}
+    if missing and os.environ.get("REQUIRE_ENVIRONMENTS") == "1":
+        pytest.fail(f"environments not installed: {', '.join(sorted(missing))} (./install.sh --starter / --grader)")
+    if not others:
+        pytest.skip("no other environment installed (./install.sh --starter / --grader)")
+    return others
+
+
+def run_in(python, *arguments, cwd: Path) -> None:
+    result = subprocess.run([str(python), str(VAE_PY), *map(str, arguments)], cwd=cwd, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+
+
+def shipped_outputs(python, demo, folder: Path) -> tuple[bytes, np.ndarray]:
+    folder.mkdir()
+    run_in(python, demo["test"], "test_classifier", SHIPPED / "vae.pth", SHIPPED / "gmm_params.pkl", cwd=folder)
+    run_in(python, demo["test"], "test_reconstruction", SHIPPED / "vae.pth", cwd=folder)
+    with np.load(folder / "vae_reconstructed.npz") as archive:
+        return (folder / "vae.csv").read_bytes(), archive["data"]
+
+
+def demo_f1(python, demo, folder: Path, seed: int) -> float:
+    folder.mkdir()
+    run_in(python, demo["train"], demo["val"], "train", "vae.pth", "gmm.pkl", "--seed", seed, "--quiet", cwd=folder)
+    run_in(python, demo["test"], "test_classifier", "vae.pth", "gmm.pkl", cwd=folder)
+    return classification_scores(labels_of(demo["test"]), read_predictions(folder))["F1avg"]
+
+
+def test_the_shipped_model_answers_the_same_everywhere(demo, tmp_path):
+    others = other_pythons()
+    predictions, reconstructions = shipped_outputs(sys.executable, demo, tmp_path / "here")
+    for name, python in others.items():
+        other_predictions, other_reconstructions = shipped_outputs(python, demo, tmp_path / name)
+        assert other_predictions == predictions, name
+        assert np.abs(other_reconstructions - reconstructions).max() <= 1e-5, name
+
+
+def test_training_elsewhere_lands_within_the_band_of_training_seeds_here(demo, tmp_path):
+    others = other_pythons()
+    band = [demo_f1(sys.executable, demo, tmp_path / f"seed{seed}", seed) for seed in range(5)]
+    for name, python in others.items():
+        f1 = demo_f1(python, demo, tmp_path / name, 0)
+        assert min(band) <= f1 <= max(band), f"{name}: F1avg {f1:.4f} outside {min(band):.4f}-{max(band):.4f}"

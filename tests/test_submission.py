@@ -1,0 +1,73 @@
+"""make submission: it refuses what the course would refuse, and zips only what ran as the grader runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import ROOT, VAE_PY
+
+SUBMISSION = ROOT / "scripts" / "submission.py"
+GOOD = {"group.txt": "2020CSZ1234\n2020CSZ5678\n", "model_path.txt": "https://drive.example.org/folder/abc\n"}
+
+
+@pytest.fixture
+def candidate(tmp_path):
+    """A folder holding a submittable vae.py, group.txt, model_path.txt, and a PDF report."""
+    shutil.copy(VAE_PY, tmp_path)
+    for name, text in GOOD.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.7\n% a report\n")
+    return tmp_path
+
+
+def submit(folder, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, SUBMISSION, "--root", folder, "--python", sys.executable, *extra],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("problem, fragment", [
+    (("group.txt", "YOUR_ENTRY_NUMBER\n"), "group.txt: put your entry numbers"),
+    (("group.txt", "2020CSZ1234, 2020CSZ5678\n"), "is not an entry number"),
+    (("group.txt", ""), "group.txt: put your entry numbers"),
+    (("model_path.txt", "models/vae.pth\n"), "model_path.txt: its first line must be a shareable link"),
+    (("report.pdf", "not a pdf"), "not a PDF"),
+    (("vae.py", "from sklearn.mixture import GaussianMixture\n"), "sklearn.mixture"),
+])
+def test_each_refusal_names_what_to_fix_and_writes_nothing(candidate, problem, fragment):
+    name, text = problem
+    (candidate / name).write_text(text)
+    before = sorted(path.name for path in candidate.iterdir())
+    result = submit(candidate, "--report", candidate / "report.pdf")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and fragment in result.stderr
+    assert result.stderr.startswith("submission: refused:")
+    assert sorted(path.name for path in candidate.iterdir()) == before
+
+
+def test_no_report_is_refused(candidate):
+    result = submit(candidate)
+    assert result.returncode == 1 and "no report given: make submission REPORT=" in result.stderr
+    assert not (candidate / "submission.zip").exists()
+
+
+def test_a_vae_py_that_fails_as_the_grader_runs_it_is_refused(candidate):
+    (candidate / "vae.py").write_text("import sys\nsys.exit('vae.py: error: broken on purpose')\n")
+    result = submit(candidate, "--report", candidate / "report.pdf")
+    assert result.returncode == 1 and "failed train" in result.stderr and "broken on purpose" in result.stderr
+    assert not (candidate / "submission.zip").exists()
+
+
+def test_a_good_candidate_is_run_then_zipped_in_the_course_layout(candidate):
+    result = submit(candidate, "--report", candidate / "report.pdf")
+    assert result.returncode == 0, result.stderr
+    for mode in ("train", "test_reconstruction", "test_classifier"):
+        assert f"{mode} " in result.stdout
+    with zipfile.ZipFile(candidate / "submission.zip") as archive:
+        assert sorted(archive.namelist()) == [f"2020CSZ1234_2020CSZ5678/{name}" for name in (
+            "2020CSZ1234_2020CSZ5678.pdf", "group.txt", "model_path.txt", "vae.py")]
+        assert archive.read("2020CSZ1234_2020CSZ5678/vae.py") == VAE_PY.read_bytes()
+    assert not list(candidate.glob("*.partial"))
