@@ -1,12 +1,20 @@
-"""Few-shot digit classification with a variational autoencoder and a Gaussian mixture.
+"""Few-shot digit classification with a VAE and a Gaussian mixture (COL333/COL671 A3, Part II).
 
-COL333/COL671 Assignment 3, Part II. An MLP VAE learns a 2-D latent space from unlabelled
-images; a Gaussian mixture, written here in NumPy and fitted by EM on the latent means, turns
-that space into a classifier with one component per digit, anchored by five labelled
-validation images per digit.
+An MLP VAE learns a 2-D latent space from unlabelled images; a Gaussian mixture written in NumPy,
+fitted by EM on the latent means and anchored by 5 labelled validation images per digit, turns it
+into a classifier.
 
-The course grader's three commands are listed by `python vae.py --help`. The report's figures
-and metrics come from a separate tool, scripts/report.py.
+modes:
+  train                trains the VAE on TRAIN's images (its labels are never used),
+                       fits one GMM component per digit in VAL's labels, and saves
+                       vae.pth (a state_dict) and gmm_params.pkl (a dict of arrays)
+  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its
+                       latent mean, float32 in [0, 1], the input's shape
+  test_classifier      writes vae.csv: header Predicted_Label, one digit per image
+
+Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255 or
+float 0-1; (N,H,W), (N,H*W), (N,1,H,W) or (H,W).
+The report's figures: python scripts/report.py (see the README).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -58,16 +67,18 @@ class TrainConfig:
     beta: float = _setting(0.1, "weight of the KL term; 0.1 gives clusters the GMM separates well")
     hidden: tuple[int, ...] = _setting((512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
     latent_dim: int = _setting(2, "latent dimensions")
+    refine_steps: int = _setting(1000, "optimiser steps that then pull each code toward its GMM component (0: none)")
+    refine_weight: float = _setting(50.0, "weight of that pull")
+    refine_lr: float = _setting(3e-4, "learning rate of those steps")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
-        minimums = {"epochs": 1, "batch_size": 1, "latent_dim": 2, "seed": 0}
-        for name, minimum in minimums.items():
+        for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_steps": 0, "seed": 0}.items():
             if getattr(self, name) < minimum:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(self, name)}")
-        for name in ("lr", "beta"):
+        for name in ("lr", "beta", "refine_weight", "refine_lr"):
             if not 0 < getattr(self, name) < math.inf:
-                raise InputError(f"--{name} must be a positive number, got {getattr(self, name)}")
+                raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}")
         if not self.hidden or min(self.hidden) < 1:
             raise InputError(f"--hidden must be positive sizes, got {' '.join(map(str, self.hidden))}")
 
@@ -75,7 +86,7 @@ class TrainConfig:
 DEFAULTS = TrainConfig()
 
 # -----------------------------------------------------------------------------------------------
-# Data: .npz or .csv files of images in any of the common layouts, scaled to [0, 1].
+# Data: .npz files of images in any of the common layouts, scaled to [0, 1].
 
 
 class Images(NamedTuple):
@@ -89,15 +100,12 @@ def _is_square(n: int) -> bool:
 
 
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return (images, labels or None) as stored in an .npz or .csv file.
+    """Return (images, labels or None) as stored in an .npz file.
 
     Labels are read only when wanted: `train` never reads the training file's labels.
     """
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
-    if path.lower().endswith(".csv"):
-        images, labels = _read_csv(path)
-        return images, labels if want_labels else None
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: not an .npz archive (save images with numpy.savez(path, data=images))")
     try:
@@ -116,34 +124,6 @@ def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray |
     return images, labels
 
 
-def _is_header(line: str) -> bool:
-    try:
-        [float(cell) for cell in line.split(",")]
-    except ValueError:
-        return True
-    return False
-
-
-def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """One image per row: a square number of pixel columns, then optionally a label column."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            first_line = handle.readline()
-        with warnings.catch_warnings():  # numpy warns about an empty file, which is reported below
-            warnings.simplefilter("ignore")
-            table = np.loadtxt(path, delimiter=",", skiprows=int(_is_header(first_line)), ndmin=2)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path}: not a numeric CSV of images ({error})") from None
-    if table.size == 0:
-        raise InputError(f"{path}: the file holds no images")
-    columns = table.shape[1]
-    if _is_square(columns):
-        return table, None
-    if _is_square(columns - 1):
-        return table[:, :-1], table[:, -1]
-    raise InputError(f"{path}: {columns} columns is neither a square number of pixels nor one more (pixels + label)")
-
-
 def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) -> np.ndarray:
     """Reshape any accepted layout to (N, H, W)."""
     if array.ndim == 4 and array.shape[1] == 1:
@@ -159,11 +139,9 @@ def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) 
         else:
             array = array[None]
     if array.ndim != 3:
-        raise InputError(
-            f"{path}: images of shape {array.shape} not understood; "
-            "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)"
-        )
-    if array.shape[0] == 0 or array.shape[1] == 0 or array.shape[2] == 0:
+        raise InputError(f"{path}: images of shape {array.shape} not understood; "
+                         "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)")
+    if 0 in array.shape:
         raise InputError(f"{path}: the image array is empty")
     return array
 
@@ -186,10 +164,8 @@ def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
 
 
 def load_images(path: str, pixels_per_image: int | None = None, labels: str = "optional") -> Images:
-    """Read, validate and scale a file of images; `pixels_per_image` is the model's input size.
-
-    `labels` is "ignore" (never read them), "optional" or "required".
-    """
+    """Read, validate and scale a file of images; `pixels_per_image` is the model's input size;
+    `labels` is "ignore" (never read them), "optional" or "required"."""
     raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
     file_shape = tuple(raw.shape)
     stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
@@ -241,32 +217,23 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects.
-
-        The reconstruction decodes a sample of q(z|x) in training mode and the mean in eval mode,
-        where it equals what test_reconstruction writes.
-        """
+        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects: decoded from a sample
+        of q(z|x) in training mode, from the mean in eval mode (what test_reconstruction writes)."""
         mean, log_var = self.encode(x)
         return self.decode(self.sample(mean, log_var) if self.training else mean), mean, log_var
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> VAE:
         """Rebuild a VAE of whatever sizes `state` was trained with, and load it."""
-        weights = [state[k] for k in state if k.startswith("encoder.") and k.endswith(".weight")]
-        model = cls(
-            input_dim=weights[0].shape[1],
-            hidden_dims=tuple(w.shape[0] for w in weights),
-            latent_dim=state["to_mean.weight"].shape[0],
-        )
+        hidden = tuple(state[k].shape[0] for k in state if k.startswith("encoder.") and k.endswith(".weight"))
+        model = cls(state["encoder.0.weight"].shape[1], hidden, state["to_mean.weight"].shape[0])
         model.load_state_dict(state)
         return model.eval()
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ELU()]
-    return nn.Sequential(*layers)
+    pairs = zip(sizes[:-1], sizes[1:])
+    return nn.Sequential(*(layer for n_in, n_out in pairs for layer in (nn.Linear(n_in, n_out), nn.ELU())))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -279,11 +246,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
              beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The beta-VAE loss per image: Bernoulli reconstruction (nats) + beta * KL(q(z|x) || N(0, I)).
-
-    It takes logits, not probabilities, for a numerically stable cross-entropy. beta = 1 is the
-    negative ELBO; the default 0.1 trades prior fit for clusters the GMM can separate.
-    """
+    """The beta-VAE loss per image: Bernoulli reconstruction (nats, from logits for numerical stability)
+    + beta * KL(q(z|x) || N(0, I)). beta = 1 is the negative ELBO; 0.1 gives clusters the GMM separates."""
     reconstruction = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum") / len(x)
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
     return reconstruction + beta * kl, reconstruction, kl
@@ -310,40 +274,52 @@ def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2):
 
 
 def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS, log=print) -> tuple[VAE, list[dict[str, float]]]:
-    """Fit a VAE to images (N, H, W) in [0, 1], on CUDA where there is one; return it on the CPU
-    in eval mode, with one history entry per epoch."""
+    """Fit a VAE to images (N, H, W) in [0, 1]; return it on the CPU in eval mode, and the epochs' history."""
     seed_everything(config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    data = torch.from_numpy(pixels.reshape(len(pixels), -1)).to(device)
-    model = VAE(data.shape[1], config.hidden, config.latent_dim).to(device)
+    data = _on_device(pixels)
+    model = VAE(data.shape[1], config.hidden, config.latent_dim).to(data.device)
     log(f"VAE parameters: {count_parameters(model):,}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = config.epochs * math.ceil(len(data) / config.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
+    history = run_epochs(model, data, optimizer, config, config.epochs, log, schedule=schedule)
+    return model.cpu().eval(), history
+
+
+def _on_device(pixels: np.ndarray) -> torch.Tensor:
+    """Images as one (N, pixels) tensor, on CUDA where there is one: batches are taken by index."""
+    return torch.from_numpy(pixels.reshape(len(pixels), -1)).to("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_epochs(model: VAE, data: torch.Tensor, optimizer, config: TrainConfig, epochs: int, log,
+               schedule=None, pull=None, stage: str = "epoch") -> list[dict[str, float]]:
+    """Minimise the VAE loss, plus `pull(latent means)` where given, over `epochs` shuffled passes."""
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
-        totals = torch.zeros(3, device=device)
-        for batch in torch.randperm(len(data), device=device).split(config.batch_size):
+        totals = torch.zeros(4, device=data.device)
+        for batch in torch.randperm(len(data), device=data.device).split(config.batch_size):
             x = data[batch]
             mean, log_var = model.encode(x)
             logits = model.decoder(model.sample(mean, log_var))
             loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, config.beta)
+            loss = loss + (extra := pull(mean) if pull else torch.zeros((), device=data.device))
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss.item()} in epoch {epoch}; try a smaller --lr")
+                raise FloatingPointError(f"the loss became {loss.item()} in {stage} {epoch}; try a smaller --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
-            totals += torch.stack([loss.detach(), reconstruction.detach(), kl.detach()]) * len(x)
-        loss_value, reconstruction_value, kl_value = (totals / len(data)).tolist()
-        elapsed = time.perf_counter() - start
-        history.append({"epoch": epoch, "loss": loss_value, "reconstruction": reconstruction_value,
-                        "kl": kl_value, "seconds": elapsed})
-        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss_value:8.3f}  reconstruction "
-            f"{reconstruction_value:8.3f}  kl {kl_value:6.3f}  {elapsed:6.1f} s")
-    return model.cpu().eval(), history
+            if schedule:
+                schedule.step()
+            totals += torch.stack([loss, reconstruction, kl, extra]).detach() * len(x)
+        values = dict(zip(("loss", "reconstruction", "kl", "pull"), (totals / len(data)).tolist()))
+        history.append({"stage": stage, "epoch": epoch, **values, "seconds": time.perf_counter() - start})
+        if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
+            pulled = f"  pull {values['pull']:6.3f}" if pull else ""
+            log(f"{stage} {epoch:3d}/{epochs}  loss {values['loss']:8.3f}  reconstruction "
+                f"{values['reconstruction']:8.3f}  kl {values['kl']:6.3f}{pulled}  {history[-1]['seconds']:6.1f} s")
+    return history
 
 
 @torch.no_grad()
@@ -410,12 +386,9 @@ def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covarian
             labelled_points: np.ndarray | None = None, labelled_components: np.ndarray | None = None,
             labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
             tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> dict:
-    """EM from the given parameters. Returns the fitted parameters and the log-likelihood trace.
-
-    The objective is a weighted mean of log p(x) over unlabelled points and of log p(x, k) over
-    labelled ones, which EM never decreases. Weighting the few labelled points keeps each
-    component on its digit when the training set is small.
-    """
+    """EM from the given parameters; returns the fitted parameters and the log-likelihood trace. The
+    objective, which EM never decreases, is a weighted mean of log p(x) over unlabelled points and of
+    log p(x, k) over labelled ones; weighting the few labelled points keeps each component on its digit."""
     n_components = len(means)
     if labelled_points is None:
         labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
@@ -475,6 +448,53 @@ def fit_digit_gmm(train_latents: np.ndarray, val_latents: np.ndarray, val_labels
     gmm["digits"] = np.empty_like(digits)
     gmm["digits"][assign_components(labelled_log_joint, components)] = digits
     return gmm
+
+
+# -----------------------------------------------------------------------------------------------
+# Self-training. Once the GMM is fitted, some steps pull each latent code toward its most likely
+# component, beside the VAE loss (DEC, Xie et al. 2016; keeping the VAE loss as IDEC, Guo et al. 2017):
+# the clusters tighten into the Gaussian shapes the GMM assumes. The GMM is then fitted again.
+
+
+def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
+    """log q(k | z) under the GMM, for latent codes z, differentiable in z: (N, K)."""
+    tensor = functools.partial(torch.as_tensor, dtype=means.dtype, device=means.device)
+    centred = means[:, None, :] - tensor(gmm["means"])
+    mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, tensor(np.linalg.inv(gmm["covariances"])), centred)
+    log_det = tensor(np.linalg.slogdet(gmm["covariances"])[1])
+    return torch.log_softmax(tensor(np.log(gmm["weights"])) - 0.5 * (mahalanobis + log_det), dim=1)
+
+
+def sharpened_divergence(log_q: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) per code, P = Q squared and normalised per component: DEC's self-training target."""
+    q = log_q.exp()
+    target = F.normalize(q.pow(2) / q.sum(dim=0).clamp_min(1e-30), p=1, dim=1).detach()  # a component may hold none
+    return (torch.xlogy(target, target) - target * log_q).sum(dim=1).mean()
+
+
+def refine_toward_gmm(model: VAE, pixels: np.ndarray, gmm: dict, config: TrainConfig, log) -> list[dict]:
+    """Train `model` on, adding the pull toward `gmm`'s components; return the epochs' history."""
+    data = _on_device(pixels)
+    optimizer = torch.optim.Adam(model.to(data.device).parameters(), lr=config.refine_lr)
+
+    def pull(means: torch.Tensor) -> torch.Tensor:
+        return config.refine_weight * sharpened_divergence(gmm_log_responsibilities(means, gmm))
+
+    epochs = max(1, round(config.refine_steps / math.ceil(len(data) / config.batch_size)))
+    history = run_epochs(model, data, optimizer, config, epochs, log, pull=pull, stage="refine")
+    model.cpu().eval()
+    return history
+
+
+def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
+                   config: TrainConfig = DEFAULTS, log=print) -> tuple[VAE, dict, list[dict]]:
+    """The whole method: the VAE, the GMM, the pull toward it, and the GMM fitted again."""
+    model, history = train_vae(train_pixels, config, log)
+    gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
+    if config.refine_steps:
+        history += refine_toward_gmm(model, train_pixels, gmm, config, log)
+        gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
+    return model, gmm, history
 
 
 # -----------------------------------------------------------------------------------------------
@@ -564,11 +584,8 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
         raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
     if not isinstance(gmm, dict) or any(key not in gmm for key in GMM_KEYS):
         raise InputError(f"{path}: not a GMM file saved by this program (missing keys)")
-    n_components = len(np.atleast_1d(gmm["digits"]))
-    latent = model.latent_dim
-    expected_shapes = {"weights": (n_components,), "means": (n_components, latent),
-                       "covariances": (n_components, latent, latent), "digits": (n_components,)}
-    for key, shape in expected_shapes.items():
+    k, d = len(np.atleast_1d(gmm["digits"])), model.latent_dim  # components, latent dimensions
+    for key, shape in {"weights": (k,), "means": (k, d), "covariances": (k, d, d), "digits": (k,)}.items():
         value = gmm[key]
         if not isinstance(value, np.ndarray) or value.shape != shape or not np.issubdtype(value.dtype, np.number):
             raise InputError(f"{path}: '{key}' is not an array of shape {shape} for this model")
@@ -601,10 +618,8 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
     train = load_images(train_path, labels="ignore")
     validation = load_images(val_path, labels="required")
     if train.pixels.shape[1:] != validation.pixels.shape[1:]:
-        raise InputError(
-            f"{val_path}: validation images are {validation.pixels.shape[1:]} but training "
-            f"images are {train.pixels.shape[1:]}"
-        )
+        raise InputError(f"{val_path}: validation images are {validation.pixels.shape[1:]} but training images "
+                         f"are {train.pixels.shape[1:]}")
     digits = np.unique(validation.labels)
     if len(digits) < 2:
         raise InputError(f"{val_path}: the validation labels must name at least 2 digits")
@@ -612,9 +627,8 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
         raise InputError(f"{train_path}: {len(train.pixels)} images are too few to train on")
     log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "
         f"digits {digits.tolist()} from {len(validation.pixels)} validation images")
-    model, history = train_vae(train.pixels, config, log)
+    model, gmm, history = fit_classifier(train.pixels, validation.pixels, validation.labels, config, log)
     val_latents = encode_means(model, validation.pixels)
-    gmm = fit_digit_gmm(encode_means(model, train.pixels), val_latents, validation.labels)
     if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
         raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate (train longer?)")
     state = model.state_dict()
@@ -622,9 +636,11 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
     accuracy = float(np.mean(gmm_predict(gmm, val_latents) == validation.labels))
     log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
         f"validation accuracy {accuracy:.3f}")
+    weights = io.BytesIO()  # serialised first, so a failed write reports the OSError on every torch version
+    torch.save(state, weights)
     with atomic_outputs(*outputs) as (vae_tmp, gmm_tmp, history_tmp):
-        with open(vae_tmp, "wb") as handle:  # a handle, not a path: the archive's inner name stays fixed
-            torch.save(state, handle)
+        with open(vae_tmp, "wb") as handle:
+            handle.write(weights.getbuffer())
         with open(gmm_tmp, "wb") as handle:
             pickle.dump(gmm, handle, protocol=4)
         with open(history_tmp, "w") as handle:
@@ -665,22 +681,6 @@ MODES = {  # mode: (the mode word's place among the words, the paths around it)
     "test_classifier": (1, ("TEST.npz", "vae.pth", "gmm_params.pkl")),
 }
 
-DESCRIPTION = """\
-Few-shot digit classification with a VAE and a Gaussian mixture.
-
-modes:
-  train                trains the VAE on TRAIN's images (its labels are never used),
-                       fits one GMM component per digit in VAL's labels, and saves
-                       vae.pth (a state_dict) and gmm_params.pkl (a dict of arrays)
-  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its
-                       latent mean, float32 in [0, 1], the input's shape
-  test_classifier      writes vae.csv: header Predicted_Label, one digit per image
-
-Images: .npz with key 'data' (or a single array) and optional 'labels', or .csv with
-one image per row; uint8 0-255 or float 0-1; (N,H,W), (N,H*W), (N,1,H,W) or (H,W).
-The report's figures: python scripts/report.py (see the README)."""
-
-
 def usage(mode: str) -> str:
     position, paths = MODES[mode]
     return "python vae.py " + " ".join([*paths[:position], mode, *paths[position:]])
@@ -692,21 +692,15 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrors(
-        prog="vae.py",
-        usage="\n" + "\n".join(f"  {usage(mode)} [options]" for mode in MODES),
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = _OneLineErrors(prog="vae.py", usage="\n" + "\n".join(f"  {usage(mode)} [options]" for mode in MODES),
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)
     training = parser.add_argument_group("training options (train mode)")
     for setting in dataclasses.fields(TrainConfig):
         flag, default, meaning = "--" + setting.name.replace("_", "-"), setting.default, setting.metadata["help"]
-        if isinstance(default, tuple):
-            training.add_argument(flag, type=int, nargs="+", default=default,
-                                  help=f"{meaning} (default {' '.join(map(str, default))})")
-        else:
-            training.add_argument(flag, type=type(default), default=default, help=f"{meaning} (default {default})")
+        many = isinstance(default, tuple)  # hidden: sizes, as in --hidden 512 256
+        training.add_argument(flag, type=int if many else type(default), nargs="+" if many else None, default=default,
+                              help=f"{meaning} (default {' '.join(map(str, default)) if many else default})")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -715,20 +709,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The options, plus `mode` and the `paths` around it."""
     parser = build_parser()
     if not argv:
-        parser.print_usage(sys.stderr)
-        parser.exit(2)
+        parser.exit(2, parser.format_usage())
     args = parser.parse_intermixed_args(argv)
     words = args.words
-    placed = [mode for mode, (position, _) in MODES.items() if len(words) > position and words[position] == mode]
-    named = placed or [word for word in words if word in MODES]
-    if not named:
+    mode = next((word for word in words if word in MODES), None)
+    if mode is None:
         parser.error(f"no mode given: expected one of {', '.join(MODES)}")
-    mode = named[0]
     position, paths = MODES[mode]
-    if not placed:
-        parser.error(f"{mode} must be word {position + 1}: {usage(mode)}")
-    if len(words) != len(paths) + 1:
-        parser.error(f"{mode} takes {len(paths)} paths, got {len(words) - 1}: {usage(mode)}")
+    if len(words) != len(paths) + 1 or words[position] != mode:
+        parser.error(f"{mode} takes {len(paths)} paths around it: {usage(mode)}")
     args.mode, args.paths = mode, words[:position] + words[position + 1:]
     return args
 
@@ -744,15 +733,12 @@ def main(argv: list[str] | None = None) -> int:
             command_test_reconstruction(*args.paths, log)
         else:
             command_test_classifier(*args.paths, log)
-    except InputError as error:
-        print(f"vae.py: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("vae.py: interrupted; no output was written", file=sys.stderr)
         return 130
-    except (FloatingPointError, OSError) as error:
+    except (InputError, FloatingPointError, OSError) as error:
         print(f"vae.py: error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, InputError) else 1
     except Exception as error:  # a fault of ours or of the machine: still one line, never a traceback
         print(f"vae.py: error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -29,7 +29,8 @@ def test_train_saves_a_plain_state_dict_and_a_plain_gmm(trained):
 
 
 def test_train_prints_parameter_count_and_epochs(demo, tmp_path):
-    result = run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", "--epochs", "2", cwd=tmp_path)
+    result = run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", "--epochs", "2", "--refine-steps", "10",
+                     cwd=tmp_path)
     assert f"VAE parameters: {vae.count_parameters(vae.VAE()):,}" in result.stdout
     epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
     assert len(epoch_lines) == 2 and all("kl" in line and line.endswith(" s") for line in epoch_lines)
@@ -75,7 +76,7 @@ def test_predictions_follow_input_order_and_ignore_labels(demo, trained, tmp_pat
 
 def test_vae_class_builds_with_no_arguments_and_loads_nondefault_sizes(demo, tmp_path):
     run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl",
-            "--epochs", "1", "--hidden", "64", "32", "--latent-dim", "3", cwd=tmp_path)
+            "--epochs", "1", "--hidden", "64", "32", "--latent-dim", "3", "--refine-steps", "10", cwd=tmp_path)
     model, _ = vae.load_model(tmp_path / "vae.pth")
     assert (model.input_dim, model.latent_dim) == (784, 3)
     assert [layer.out_features for layer in model.encoder if hasattr(layer, "out_features")] == [64, 32]
@@ -100,11 +101,13 @@ def test_no_arguments_show_the_usage(tmp_path):
 
 
 def test_the_history_records_the_settings_that_trained_the_model(demo, tmp_path):
-    run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", "--epochs", "2", "--beta", "0.5", cwd=tmp_path)
+    run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", "--epochs", "2", "--beta", "0.5",
+            "--refine-steps", "10", cwd=tmp_path)
     history = json.loads((tmp_path / "vae_history.json").read_text())
     assert history["config"] == {**vae.dataclasses.asdict(vae.TrainConfig()), "epochs": 2, "beta": 0.5,
-                                 "hidden": list(vae.TrainConfig().hidden)}
-    assert [entry["epoch"] for entry in history["epochs"]] == [1, 2]
+                                 "refine_steps": 10, "hidden": list(vae.TrainConfig().hidden)}
+    stages = [(entry["stage"], entry["epoch"]) for entry in history["epochs"]]
+    assert stages == [("epoch", 1), ("epoch", 2)] + [("refine", n) for n in range(1, 11)]  # 10 steps of 1 batch
 
 
 def test_test_modes_import_neither_matplotlib_nor_scipy(demo, trained, tmp_path):

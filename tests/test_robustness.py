@@ -56,29 +56,22 @@ def test_uint8_float_unit_and_float_255_give_the_same_answer(demo, trained, tmp_
     assert all(np.array_equal(answers[0], other) for other in answers[1:])
 
 
-def downsample_to_csv(source, path, with_header: bool) -> None:
-    """14x14 images (2x2 means of 28x28), one per row, then a label column: the even-digit CSV."""
-    images = images_of(source).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).round().reshape(-1, 196)
-    table = np.column_stack([images, labels_of(source)]).astype(int)
-    header = ",".join([f"pixel{i}" for i in range(196)] + ["label"]) if with_header else ""
-    np.savetxt(path, table, fmt="%d", delimiter=",", header=header, comments="")
-
-
-def test_14x14_even_digits_from_csv_train_and_classify(tmp_path):
+def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
     from make_demo_data import make_demo_files
 
     files = make_demo_files(tmp_path / "even", digits=(0, 2, 4, 6, 8))
-    for name in ("train", "val", "test"):
-        downsample_to_csv(files[name], tmp_path / f"{name}.csv", with_header=name == "val")
-    run_vae("train.csv", "val.csv", "train", "vae.pth", "gmm.pkl", cwd=tmp_path)
-    run_vae("test.csv", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
+    for name in ("train", "val", "test"):  # 14x14 images, 2x2 means of 28x28, flat rows of 196 pixels
+        small = images_of(files[name]).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).round().reshape(-1, 196)
+        np.savez(tmp_path / f"{name}.npz", data=small.astype(np.uint8), labels=labels_of(files[name]))
+    run_vae("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", cwd=tmp_path)
+    run_vae("test.npz", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
     assert set(read_predictions(tmp_path)) <= {0, 2, 4, 6, 8}
-    assert np.mean(read_predictions(tmp_path) == truth) > 0.5  # measured 0.65: five digits in 2-D, ~2,000 images
+    assert np.mean(read_predictions(tmp_path) == truth) > 0.5  # five digits in 2-D from ~2,000 images; chance 0.2
     with open(tmp_path / "gmm.pkl", "rb") as handle:
         gmm = pickle.load(handle)
     assert gmm["image_shape"].tolist() == [14, 14] and sorted(gmm["digits"]) == [0, 2, 4, 6, 8]
-    run_vae("test.csv", "test_reconstruction", "vae.pth", cwd=tmp_path)
+    run_vae("test.npz", "test_reconstruction", "vae.pth", cwd=tmp_path)
     with np.load(tmp_path / "vae_reconstructed.npz") as archive:
         assert archive["data"].shape == (len(truth), 196)
 
@@ -88,7 +81,8 @@ def test_train_never_reads_the_training_labels(demo, tmp_path):
     np.savez(tmp_path / "plain.npz", data=images)
     np.savez(tmp_path / "odd_labels.npz", data=images, labels=np.array(["not", "labels"]))
     for name in ("plain", "odd_labels"):
-        run_vae(f"{name}.npz", demo["val"], "train", f"{name}.pth", f"{name}.pkl", "--epochs", "2", cwd=tmp_path)
+        run_vae(f"{name}.npz", demo["val"], "train", f"{name}.pth", f"{name}.pkl", "--epochs", "2",
+                "--refine-steps", "10", cwd=tmp_path)
     assert (tmp_path / "plain.pth").read_bytes() == (tmp_path / "odd_labels.pth").read_bytes()
 
 
@@ -109,9 +103,8 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
     np.savez(folder / "big.npz", data=images.astype(float) * 2)
     np.savez(folder / "strings.npz", data=np.array([["a", "b"], ["c", "d"]]))
     np.savez(folder / "empty.npz", data=np.zeros((0, 28, 28), np.uint8))
-    (folder / "bad.csv").write_text("1,2,3\n4,5,6\n")
-    (folder / "empty.csv").write_text("")
-    (folder / "nan_first_row.csv").write_text("nan," + ",".join(["0"] * 783) + "\n" + ",".join(["0"] * 784) + "\n")
+    (folder / "images.csv").write_text(",".join(["0"] * 784) + "\n")
+    np.savez(folder / "not_square.npz", data=np.zeros((3, 700), np.uint8))
     return {
         "missing": ("nowhere.npz", "no such file"),
         "text": ("text.npz", "not an .npz archive"),
@@ -125,9 +118,8 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
         "big": ("big.npz", "[0, 255]"),
         "strings": ("strings.npz", "numbers"),
         "empty": ("empty.npz", "empty"),
-        "bad_csv": ("bad.csv", "columns"),
-        "empty_csv": ("empty.csv", "no images"),
-        "nan_first_row_csv": ("nan_first_row.csv", "NaN"),
+        "csv": ("images.csv", "not an .npz archive"),
+        "not_square": ("not_square.npz", "3x700 pixels"),
     }
 
 
@@ -169,7 +161,8 @@ def test_bad_model_and_gmm_files(demo, trained, tmp_path):
                              ("float_digits", "digits", np.array([1.0, 4.0, 8.0]))]:
         with open(tmp_path / f"wrong_{name}.pkl", "wb") as handle:
             pickle.dump({**gmm, key: value}, handle)
-    run_vae(demo["val"], demo["val"], "train", "other.pth", "other.pkl", "--epochs", "1", cwd=tmp_path)
+    run_vae(demo["val"], demo["val"], "train", "other.pth", "other.pkl", "--epochs", "1", "--refine-steps", "10",
+            cwd=tmp_path)
     cases = [
         (["test_reconstruction", "missing.pth"], "no such model file"),
         (["test_reconstruction", "garbage.pth"], "not a VAE state_dict"),
@@ -199,10 +192,11 @@ def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
         ([demo["recon"], "test_reconstructor", "vae.pth"], "no mode given"),
         ([demo["recon"], "test_reconstruction"], "takes 2 paths"),
         ([demo["train"], demo["val"], "train", "vae.pth"], "takes 4 paths"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-steps", "-1"], "at least 0"),
         ([demo["recon"], "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--beta", "-1"], "positive number"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--hidden", "64", "0"], "positive sizes"),
-        ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "train must be word 3"),
+        ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "train takes 4 paths around it"),
         ([demo["train"], demo["val"], "train", "same.pth", "same.pth"], "must differ from each other"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--seed", "-1"], "at least 0"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--epochs", "0"], "at least 1"),
@@ -242,10 +236,11 @@ def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, traine
     copy_model(trained, tmp_path)
     (tmp_path / "vae.csv").write_text("Predicted_Label\n1\n")
     before = files_in(tmp_path)
-    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", "--epochs", "1"],
+    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", "--epochs", "1",
+                           "--refine-steps", "10"],
                  "test_classifier": [demo["train"], "test_classifier", "vae.pth", "gmm_params.pkl"]}[mode]
     result = subprocess.run([sys.executable, VAE_PY, *arguments], cwd=tmp_path, capture_output=True, text=True,
-                            preexec_fn=limit_file_size(2000))  # vae.pth is 4 MB; the CSV has 1,185 lines
+                            preexec_fn=limit_file_size(2000))  # vae.pth is 4 MB; vae.csv 1,185 lines
     assert_clean_error(result, 1, "File too large")
     assert files_in(tmp_path) == before
 
