@@ -19,6 +19,7 @@ import argparse
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,13 +150,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="where to write the zip (default ROOT/submission.zip)")
     args = parser.parse_args()
     args.out = args.out or args.root / "submission.zip"
+    python = shutil.which(args.python)  # made absolute: the commands run from another folder
+    if python is None:
+        sys.exit(f"submission: {args.python}: no such Python (make submission installs .venv-starter)")
     try:
         entries = check_candidate(args.root, args.report)
         with tempfile.TemporaryDirectory() as scratch:
             candidate = Path(scratch) / "submission.zip"
             write_zip(candidate, args.root, args.report, entries)
             print(f"running the grader's commands on the unzipped candidate with {args.python}", flush=True)
-            run_as_grader(candidate, args.python, Path(scratch))
+            run_as_grader(candidate, os.path.abspath(python), Path(scratch))
             partial = args.out.with_name(f".{args.out.name}.partial")
             partial.write_bytes(candidate.read_bytes())
             os.replace(partial, args.out)

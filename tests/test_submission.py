@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def candidate(tmp_path):
 
 
 def submit(folder, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, SUBMISSION, "--root", folder, "--python", sys.executable, *extra],
+    """Run the tool from the repository with a relative --python, as make submission does."""
+    python = os.path.relpath(sys.executable, ROOT)
+    return subprocess.run([sys.executable, SUBMISSION, "--root", folder, "--python", python, *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
 
 
