@@ -43,8 +43,9 @@ model: .venv/.installed
 report: .venv/.installed
 	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
 
+BASELINE ?= a1fc881
 benchmark: .venv/.installed
-	$(PYTHON) scripts/benchmark.py
+	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE)
 
 limits: .venv/.installed
 	$(PYTHON) scripts/limits.py

@@ -122,17 +122,21 @@ def gmm_figure(gmm: dict, latents: np.ndarray, colour_by: np.ndarray, axes: np.n
 
 
 def loss_figure(history: list[dict]):
-    epochs = [entry["epoch"] for entry in history]
+    """The loss terms per epoch: the VAE's training, then the self-training toward the GMM, if any."""
+    epochs = np.arange(1, len(history) + 1)
+    refining = [entry.get("stage") == "refine" for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [entry["loss"] for entry in history], label="total (reconstruction + beta * KL)")
+    left.plot(epochs, [entry["loss"] for entry in history], label="total (reconstruction + beta * KL + pull)")
     left.plot(epochs, [entry["reconstruction"] for entry in history], label="reconstruction (BCE)")
     left.set_ylabel("nats per image")
-    left.legend()
     right.plot(epochs, [entry["kl"] for entry in history], color="tab:green")
     right.set_ylabel("KL(q(z|x) || N(0, I)), nats per image")
     for axis, title in ((left, "Training loss"), (right, "KL term")):
         axis.set_xlabel("epoch")
         axis.set_title(title)
+        if any(refining):
+            axis.axvline(refining.index(True) + 0.5, color="grey", linestyle=":", label="self-training starts")
+    left.legend()
     figure.tight_layout()
     return figure
 
