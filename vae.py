@@ -634,8 +634,7 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
     state = model.state_dict()
     gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
     accuracy = float(np.mean(gmm_predict(gmm, val_latents) == validation.labels))
-    log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
-        f"validation accuracy {accuracy:.3f}")
+    log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, validation accuracy {accuracy:.3f}")
     weights = io.BytesIO()  # serialised first, so a failed write reports the OSError on every torch version
     torch.save(state, weights)
     with atomic_outputs(*outputs) as (vae_tmp, gmm_tmp, history_tmp):
@@ -680,6 +679,7 @@ MODES = {  # mode: (the mode word's place among the words, the paths around it)
     "test_reconstruction": (1, ("RECON.npz", "vae.pth")),
     "test_classifier": (1, ("TEST.npz", "vae.pth", "gmm_params.pkl")),
 }
+
 
 def usage(mode: str) -> str:
     position, paths = MODES[mode]
