@@ -643,7 +643,8 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
         with open(gmm_tmp, "wb") as handle:
             pickle.dump(gmm, handle, protocol=4)
         with open(history_tmp, "w") as handle:
-            json.dump({"epochs": history, "config": dataclasses.asdict(config)}, handle, indent=1)
+            record = {"epochs": history, "config": dataclasses.asdict(config), "torch": torch.__version__}
+            json.dump(record, handle, indent=1)
     log(f"saved {', '.join(outputs)}")
 
 
