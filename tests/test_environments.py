@@ -64,8 +64,14 @@ def test_the_shipped_model_answers_the_same_everywhere(demo, tmp_path):
 
 
 def test_training_elsewhere_lands_within_the_band_of_training_seeds_here(demo, tmp_path):
+    """Seed 0 elsewhere against seeds 0-4 here, as mean +- 4 standard deviations.
+
+    The range of five seeds alone would leave out a sixth one time in three; the wider band still
+    rejects a training that goes wrong (one epoch gives an F1avg far below it).
+    """
     others = other_pythons()
-    band = [demo_f1(sys.executable, demo, tmp_path / f"seed{seed}", seed) for seed in range(5)]
+    seeds = np.array([demo_f1(sys.executable, demo, tmp_path / f"seed{seed}", seed) for seed in range(5)])
+    low, high = seeds.mean() - 4 * seeds.std(ddof=1), seeds.mean() + 4 * seeds.std(ddof=1)
     for name, python in others.items():
         f1 = demo_f1(python, demo, tmp_path / name, 0)
-        assert min(band) <= f1 <= max(band), f"{name}: F1avg {f1:.4f} outside {min(band):.4f}-{max(band):.4f}"
+        assert low <= f1 <= high, f"{name}: F1avg {f1:.4f} outside {low:.4f}-{high:.4f} (seeds here: {seeds})"
