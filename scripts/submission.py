@@ -32,6 +32,9 @@ from make_demo_data import make_demo_files
 from score import classification_scores
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import vae  # noqa: E402  (vae.py is the product, one directory up)
+
 ENTRY_NUMBER = re.compile(r"\d{4}[A-Z]{2,3}\d{4,5}")  # e.g. 2020CSZ1234, 2021CS10345
 PLACEHOLDER = "YOUR_ENTRY_NUMBER"
 ALLOWED_IMPORT_ROOTS = set(sys.stdlib_module_names) | {"torch", "numpy", "scipy", "matplotlib"}
@@ -160,11 +163,12 @@ def main() -> None:
             write_zip(candidate, args.root, args.report, entries)
             print(f"running the grader's commands on the unzipped candidate with {args.python}", flush=True)
             run_as_grader(candidate, os.path.abspath(python), Path(scratch))
-            partial = args.out.with_name(f".{args.out.name}.partial")
-            partial.write_bytes(candidate.read_bytes())
-            os.replace(partial, args.out)
+            with vae.atomic_outputs(str(args.out)) as (temporary,):
+                shutil.copyfile(candidate, temporary)
     except Refusal as refusal:
         sys.exit(f"submission: refused: {refusal}")
+    except OSError as error:
+        sys.exit(f"submission: {args.out} not written: {error}")
     with zipfile.ZipFile(args.out) as archive:
         print(f"wrote {args.out.name}: " + ", ".join(archive.namelist()))
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, VAE_PY
@@ -74,3 +75,19 @@ def test_a_good_candidate_is_run_then_zipped_in_the_course_layout(candidate):
             "2020CSZ1234_2020CSZ5678.pdf", "group.txt", "model_path.txt", "vae.py")]
         assert archive.read("2020CSZ1234_2020CSZ5678/vae.py") == VAE_PY.read_bytes()
     assert not list(candidate.glob("*.partial"))
+
+
+def test_a_write_that_fails_midway_leaves_no_zip_and_no_temporary(candidate, monkeypatch, capsys):
+    import submission
+
+    def copy_half_then_fail(source, target):
+        Path(target).write_bytes(Path(source).read_bytes()[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(submission, "run_as_grader", lambda *_: None)  # the grader's run is tested above
+    monkeypatch.setattr(submission.shutil, "copyfile", copy_half_then_fail)
+    monkeypatch.setattr(sys, "argv", ["submission.py", "--root", str(candidate),
+                                      "--report", str(candidate / "report.pdf")])
+    with pytest.raises(SystemExit, match="submission.zip not written: .*No space left on device"):
+        submission.main()
+    assert sorted(path.name for path in candidate.iterdir()) == ["group.txt", "model_path.txt", "report.pdf", "vae.py"]
