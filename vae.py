@@ -67,13 +67,16 @@ class TrainConfig:
     beta: float = _setting(0.1, "weight of the KL term; 0.1 gives clusters the GMM separates well")
     hidden: tuple[int, ...] = _setting((512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
     latent_dim: int = _setting(2, "latent dimensions")
-    refine_steps: int = _setting(1000, "optimiser steps that then pull each code toward its GMM component (0: none)")
+    refine_rounds: int = _setting(2, "rounds of self-training after the first GMM fit (0: none)")
+    refine_steps: int = _setting(1000, "optimiser steps per round, pulling each code toward its image's component")
     refine_weight: float = _setting(50.0, "weight of that pull")
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
+    refine_neighbours: int = _setting(10, "nearest images (blurred pixels) that choose each image's component")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
-        for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_steps": 0, "seed": 0}.items():
+        for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
+                              "refine_steps": 1, "refine_neighbours": 1, "seed": 0}.items():
             if getattr(self, name) < minimum:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(self, name)}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
@@ -110,17 +113,14 @@ def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray |
         raise InputError(f"{path}: not an .npz archive (save images with numpy.savez(path, data=images))")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            image_keys = [key for key in archive.files if key != "labels"]
-            if "data" in image_keys:
-                image_keys = ["data"]
-            if len(image_keys) != 1:
-                raise InputError(f"{path}: no image array: expected key 'data', found {sorted(archive.files)}")
-            images = archive[image_keys[0]]
-            labels = archive["labels"] if want_labels and "labels" in archive.files else None
-    except InputError:
-        raise
+            keys = archive.files
+            image_keys = ["data"] if "data" in keys else [key for key in keys if key != "labels"]
+            images = archive[image_keys[0]] if len(image_keys) == 1 else None
+            labels = archive["labels"] if want_labels and "labels" in keys else None
     except Exception as error:  # a damaged archive raises from zipfile, zlib or numpy's format reader
         raise InputError(f"{path}: corrupt or unreadable .npz file ({type(error).__name__}: {error})") from None
+    if images is None:
+        raise InputError(f"{path}: no image array: expected key 'data', found {sorted(keys)}")
     return images, labels
 
 
@@ -132,8 +132,7 @@ def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) 
         rows, columns = array.shape
         flat = columns == pixels_per_image if pixels_per_image else _is_square(columns) and rows != columns
         if flat and _is_square(columns):
-            side = math.isqrt(columns)
-            array = array.reshape(rows, side, side)
+            array = array.reshape(rows, math.isqrt(columns), math.isqrt(columns))
         elif flat:
             raise InputError(f"{path}: rows of {columns} pixels are not square images")
         else:
@@ -253,29 +252,19 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var:
     return reconstruction + beta * kl, reconstruction, kl
 
 
-def seed_everything(seed: int) -> None:
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, where there is CUDA
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    torch.use_deterministic_algorithms(True)
-
-
 def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2):
     """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
-    warmup_steps = max(1, round(warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
+    warmup = max(1, round(warmup_fraction * total_steps))
+    return lambda step: ((step + 1) / warmup if step < warmup
+                         else 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(1, total_steps - warmup), 1.0))))
 
 
 def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS, log=print) -> tuple[VAE, list[dict[str, float]]]:
     """Fit a VAE to images (N, H, W) in [0, 1]; return it on the CPU in eval mode, and the epochs' history."""
-    seed_everything(config.seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, where there is CUDA
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    torch.use_deterministic_algorithms(True)
     data = _on_device(pixels)
     model = VAE(data.shape[1], config.hidden, config.latent_dim).to(data.device)
     log(f"VAE parameters: {count_parameters(model):,}")
@@ -293,7 +282,7 @@ def _on_device(pixels: np.ndarray) -> torch.Tensor:
 
 def run_epochs(model: VAE, data: torch.Tensor, optimizer, config: TrainConfig, epochs: int, log,
                schedule=None, pull=None, stage: str = "epoch") -> list[dict[str, float]]:
-    """Minimise the VAE loss, plus `pull(latent means)` where given, over `epochs` shuffled passes."""
+    """Minimise the VAE loss, plus `pull(latent means, batch indices)` where given, over `epochs` shuffled passes."""
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -304,7 +293,7 @@ def run_epochs(model: VAE, data: torch.Tensor, optimizer, config: TrainConfig, e
             mean, log_var = model.encode(x)
             logits = model.decoder(model.sample(mean, log_var))
             loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, config.beta)
-            loss = loss + (extra := pull(mean) if pull else torch.zeros((), device=data.device))
+            loss = loss + (extra := pull(mean, batch) if pull else torch.zeros((), device=data.device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} in {stage} {epoch}; try a smaller --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -389,22 +378,19 @@ def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covarian
     """EM from the given parameters; returns the fitted parameters and the log-likelihood trace. The
     objective, which EM never decreases, is a weighted mean of log p(x) over unlabelled points and of
     log p(x, k) over labelled ones; weighting the few labelled points keeps each component on its digit."""
-    n_components = len(means)
     if labelled_points is None:
         labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
-    fixed = np.eye(n_components)[labelled_components]
+    fixed = np.eye(len(means))[labelled_components]
     all_points = np.concatenate([points, labelled_points])
     point_weights = np.concatenate([np.ones(len(points)), np.full(len(labelled_points), labelled_weight)])
     trace: list[float] = []
-    converged = False
     for _ in range(max_iter):
         log_joint = gmm_log_joint(points, weights, means, covariances)
         log_evidence = logsumexp(log_joint, axis=1)
         labelled_log_joint = gmm_log_joint(labelled_points, weights, means, covariances)
         labelled_term = labelled_log_joint[np.arange(len(labelled_points)), labelled_components]
         trace.append(float((log_evidence.sum() + labelled_weight * labelled_term.sum()) / point_weights.sum()))
-        if len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
-            converged = True
+        if converged := len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
             break
         responsibilities = np.concatenate([np.exp(log_joint - log_evidence[:, None]), fixed])
         weights, means, covariances = _maximisation_step(
@@ -442,8 +428,7 @@ def fit_digit_gmm(train_latents: np.ndarray, val_latents: np.ndarray, val_labels
     means = np.stack([val_latents[components == k].mean(axis=0) for k in range(len(digits))])
     spread = np.cov(train_latents.T).reshape(train_latents.shape[1], -1) / len(digits) ** 2
     covariances = np.repeat(spread[None], len(digits), axis=0)
-    weights = np.full(len(digits), 1 / len(digits))
-    gmm = fit_gmm(train_latents, weights, means, covariances, val_latents, components)
+    gmm = fit_gmm(train_latents, np.full(len(digits), 1 / len(digits)), means, covariances, val_latents, components)
     labelled_log_joint = gmm_log_joint(val_latents, gmm["weights"], gmm["means"], gmm["covariances"])
     gmm["digits"] = np.empty_like(digits)
     gmm["digits"][assign_components(labelled_log_joint, components)] = digits
@@ -451,9 +436,11 @@ def fit_digit_gmm(train_latents: np.ndarray, val_latents: np.ndarray, val_labels
 
 
 # -----------------------------------------------------------------------------------------------
-# Self-training. Once the GMM is fitted, some steps pull each latent code toward its most likely
-# component, beside the VAE loss (DEC, Xie et al. 2016; keeping the VAE loss as IDEC, Guo et al. 2017):
-# the clusters tighten into the Gaussian shapes the GMM assumes. The GMM is then fitted again.
+# Self-training. Once the GMM is fitted, each training image takes the component that its nearest
+# images in blurred pixel space favour (label propagation of the GMM's posteriors, Zhou et al. 2004),
+# which mends most codes that sit in another digit's cluster. Some steps then pull each code toward
+# its image's component beside the VAE loss (as DEC, Xie et al. 2016, and IDEC, Guo et al. 2017),
+# and the GMM is fitted again.
 
 
 def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
@@ -465,20 +452,34 @@ def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
     return torch.log_softmax(tensor(np.log(gmm["weights"])) - 0.5 * (mahalanobis + log_det), dim=1)
 
 
-def sharpened_divergence(log_q: torch.Tensor) -> torch.Tensor:
-    """KL(P || Q) per code, P = Q squared and normalised per component: DEC's self-training target."""
-    q = log_q.exp()
-    target = F.normalize(q.pow(2) / q.sum(dim=0).clamp_min(1e-30), p=1, dim=1).detach()  # a component may hold none
-    return (torch.xlogy(target, target) - target * log_q).sum(dim=1).mean()
+def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tensor:
+    """Indices (N, k) of each image's k nearest images, itself among them, after a 3x3 box blur: blurred,
+    a stroke drawn a pixel away still overlaps, so the distance compares shapes more than positions."""
+    points = F.avg_pool2d(torch.from_numpy(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
+    return torch.cat([torch.cdist(part, points).topk(min(k, len(points)), largest=False).indices
+                      for part in points.split(chunk)])
+
+
+def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor, spread: float = 0.9, steps: int = 20
+              ) -> torch.Tensor:
+    """Label propagation: `steps` times, each row becomes `spread` x its neighbours' mean + (1 - `spread`) x
+    its start. A row's start then weighs 1 - spread, a neighbour h hops away about spread ** h."""
+    propagated = probabilities
+    for _ in range(steps):
+        propagated = spread * propagated[neighbours].mean(dim=1) + (1 - spread) * probabilities
+    return propagated
 
 
 def refine_toward_gmm(model: VAE, pixels: np.ndarray, gmm: dict, config: TrainConfig, log) -> list[dict]:
-    """Train `model` on, adding the pull toward `gmm`'s components; return the epochs' history."""
+    """Train `model` on, adding the pull toward each image's propagated component; return the history."""
     data = _on_device(pixels)
+    posteriors = gmm_log_responsibilities(torch.from_numpy(encode_means(model, pixels)), gmm).exp()
+    neighbours = nearest_images(pixels, config.refine_neighbours)
+    targets = propagate(posteriors, neighbours).argmax(dim=1).to(data.device)
     optimizer = torch.optim.Adam(model.to(data.device).parameters(), lr=config.refine_lr)
 
-    def pull(means: torch.Tensor) -> torch.Tensor:
-        return config.refine_weight * sharpened_divergence(gmm_log_responsibilities(means, gmm))
+    def pull(means: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return config.refine_weight * F.nll_loss(gmm_log_responsibilities(means, gmm), targets[batch])
 
     epochs = max(1, round(config.refine_steps / math.ceil(len(data) / config.batch_size)))
     history = run_epochs(model, data, optimizer, config, epochs, log, pull=pull, stage="refine")
@@ -491,7 +492,7 @@ def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels:
     """The whole method: the VAE, the GMM, the pull toward it, and the GMM fitted again."""
     model, history = train_vae(train_pixels, config, log)
     gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
-    if config.refine_steps:
+    for _ in range(config.refine_rounds):
         history += refine_toward_gmm(model, train_pixels, gmm, config, log)
         gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
     return model, gmm, history
@@ -628,12 +629,11 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
     log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "
         f"digits {digits.tolist()} from {len(validation.pixels)} validation images")
     model, gmm, history = fit_classifier(train.pixels, validation.pixels, validation.labels, config, log)
-    val_latents = encode_means(model, validation.pixels)
     if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
         raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate (train longer?)")
     state = model.state_dict()
     gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
-    accuracy = float(np.mean(gmm_predict(gmm, val_latents) == validation.labels))
+    accuracy = float(np.mean(gmm_predict(gmm, encode_means(model, validation.pixels)) == validation.labels))
     log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, validation accuracy {accuracy:.3f}")
     weights = io.BytesIO()  # serialised first, so a failed write reports the OSError on every torch version
     torch.save(state, weights)
