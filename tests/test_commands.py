@@ -102,13 +102,13 @@ def test_no_arguments_show_the_usage(tmp_path):
 
 def test_the_history_records_the_settings_and_the_torch_that_trained_the_model(demo, tmp_path):
     run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", "--epochs", "2", "--beta", "0.5",
-            "--refine-steps", "10", cwd=tmp_path)
+            "--refine-rounds", "2", "--refine-steps", "10", cwd=tmp_path)
     history = json.loads((tmp_path / "vae_history.json").read_text())
     assert history["config"] == {**vae.dataclasses.asdict(vae.TrainConfig()), "epochs": 2, "beta": 0.5,
-                                 "refine_steps": 10, "hidden": list(vae.TrainConfig().hidden)}
+                                 "refine_rounds": 2, "refine_steps": 10, "hidden": list(vae.TrainConfig().hidden)}
     assert history["torch"] == vae.torch.__version__  # training reproduces bit for bit only within one release
     stages = [(entry["stage"], entry["epoch"]) for entry in history["epochs"]]
-    assert stages == [("epoch", 1), ("epoch", 2)] + [("refine", n) for n in range(1, 11)]  # 10 steps of 1 batch
+    assert stages == [("epoch", 1), ("epoch", 2)] + [("refine", n) for n in range(1, 11)] * 2  # 2 x 10 steps
 
 
 def test_test_modes_import_neither_matplotlib_nor_scipy(demo, trained, tmp_path):

@@ -1,11 +1,10 @@
-"""Self-training: the pull toward the fitted GMM, against naive references, and what it does to a model."""
+"""Self-training: the neighbour graph and the propagation against naive references, and what the pull does."""
 
 from __future__ import annotations
 
 import copy
 
 import numpy as np
-import pytest
 import torch
 from conftest import images_of, labels_of
 
@@ -27,36 +26,66 @@ def test_log_responsibilities_are_the_numpy_gmm_posterior():
     assert np.allclose(ours, expected, atol=1e-8)
 
 
-def test_sharpened_divergence_matches_a_naive_loop():
-    rng = np.random.default_rng(1)
-    q = rng.dirichlet(np.ones(3), size=20)
-    frequencies = q.sum(axis=0)
-    expected = 0.0
-    for row in q:
-        target = row**2 / frequencies
-        target /= target.sum()
-        expected += sum(p * np.log(p / r) for p, r in zip(target, row)) / len(q)
-    assert vae.sharpened_divergence(torch.from_numpy(np.log(q))).item() == pytest.approx(expected, rel=1e-10)
+def box_blurred(image: np.ndarray) -> np.ndarray:
+    """The mean of each pixel's 3x3 neighbourhood, counting pixels beyond the border as 0."""
+    padded = np.pad(image, 1)
+    return np.array([[padded[r:r + 3, c:c + 3].sum() / 9 for c in range(image.shape[1])]
+                     for r in range(image.shape[0])])
 
 
-def test_the_divergence_is_zero_only_for_confident_codes():
-    confident = torch.log(torch.tensor([[1.0, 1e-12, 1e-12], [1e-12, 1.0, 1e-12]]))
-    unsure = torch.log(torch.tensor([[0.4, 0.3, 0.3], [0.3, 0.4, 0.3]]))
-    assert vae.sharpened_divergence(confident).item() == pytest.approx(0, abs=1e-9)
-    assert vae.sharpened_divergence(unsure).item() > 0.001
+def test_nearest_images_match_a_brute_force_search():
+    rng = np.random.default_rng(2)
+    pixels = rng.random((40, 6, 5)).astype(np.float32)
+    blurred = [box_blurred(image) for image in pixels]
+    distances = np.array([[np.linalg.norm(a - b) for b in blurred] for a in blurred])
+    ours = vae.nearest_images(pixels, k=4, chunk=7).numpy()
+    assert ours.shape == (40, 4)
+    assert (ours[:, 0] == np.arange(40)).all()  # each image is its own nearest
+    assert np.allclose(np.take_along_axis(distances, ours, axis=1), np.sort(distances, axis=1)[:, :4], atol=1e-5)
+    assert vae.nearest_images(pixels[:3], k=10).shape == (3, 3)  # fewer images than neighbours asked for
 
 
-def test_refinement_brings_the_codes_to_the_sharpened_target(demo):
+def test_propagation_matches_a_naive_loop():
+    rng = np.random.default_rng(3)
+    start = rng.dirichlet(np.ones(3), size=12)
+    neighbours = rng.integers(0, 12, size=(12, 4))
+    expected = start.copy()
+    for _ in range(5):
+        previous = expected.copy()
+        for i in range(12):
+            expected[i] = 0.7 * np.mean([previous[j] for j in neighbours[i]], axis=0) + 0.3 * start[i]
+    ours = vae.propagate(torch.from_numpy(start), torch.from_numpy(neighbours), spread=0.7, steps=5).numpy()
+    assert np.allclose(ours, expected, atol=1e-12)
+
+
+def test_propagation_mends_a_code_its_neighbours_disagree_with():
+    """Two chains of 6 images, each image's neighbours being itself and the two beside it in its chain; the
+    GMM put image 2 in the other chain's component, and its neighbours outvote it. The chains stay apart."""
+    chain = np.arange(6)
+    neighbours = np.stack([np.clip(chain - 1, 0, 5), chain, np.clip(chain + 1, 0, 5)], axis=1)
+    neighbours = np.concatenate([neighbours, neighbours + 6])
+    posteriors = np.repeat([[0.9, 0.1], [0.1, 0.9]], 6, axis=0)
+    posteriors[2] = [0.3, 0.7]
+    components = vae.propagate(torch.from_numpy(posteriors), torch.from_numpy(neighbours)).argmax(dim=1).numpy()
+    assert components.tolist() == [0] * 6 + [1] * 6
+    alone = vae.propagate(torch.from_numpy(posteriors), torch.from_numpy(np.arange(12)[:, None]))
+    assert alone.argmax(dim=1).numpy()[2] == 1  # with no neighbours but itself, nothing changes
+
+
+def test_refinement_brings_the_codes_to_their_propagated_components(demo):
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation = images_of(demo["val"]).astype(np.float32) / 255
     config = vae.TrainConfig(epochs=5, refine_steps=100)
     model, _ = vae.train_vae(pixels, config, log=lambda *_: None)
     gmm = vae.fit_digit_gmm(vae.encode_means(model, pixels), vae.encode_means(model, validation),
                             labels_of(demo["val"]))
+    posteriors = vae.gmm_log_responsibilities(torch.from_numpy(vae.encode_means(model, pixels)), gmm).exp()
+    targets = vae.propagate(posteriors, vae.nearest_images(pixels, config.refine_neighbours)).argmax(dim=1)
 
-    def divergence(candidate: vae.VAE) -> float:
+    def misplaced(candidate: vae.VAE) -> float:
+        """The fraction of codes whose most likely component is not their image's propagated one."""
         codes = torch.from_numpy(vae.encode_means(candidate, pixels))
-        return vae.sharpened_divergence(vae.gmm_log_responsibilities(codes, gmm)).item()
+        return (vae.gmm_log_responsibilities(codes, gmm).argmax(dim=1) != targets).double().mean().item()
 
     def refined(weight: float) -> tuple[vae.VAE, list[dict]]:
         candidate = copy.deepcopy(model)
@@ -68,19 +97,14 @@ def test_refinement_brings_the_codes_to_the_sharpened_target(demo):
     pulled, history = refined(config.refine_weight)
     trained_on, _ = refined(1e-12)  # the same steps with no pull
     assert [entry["stage"] for entry in history] == ["refine"] * 10  # 100 steps of 10 batches
-    assert divergence(pulled) < 0.8 * divergence(trained_on)
+    assert misplaced(model) > 0.02  # the propagation moved some images to another component
+    assert misplaced(pulled) < 0.5 * misplaced(trained_on)
 
 
 def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
     pixels = images_of(demo["val"]).astype(np.float32) / 255
-    config = vae.TrainConfig(epochs=2, refine_steps=0)
+    config = vae.TrainConfig(epochs=2, refine_rounds=0)
     model, gmm, history = vae.fit_classifier(pixels, pixels, labels_of(demo["val"]), config, log=lambda *_: None)
     alone, _ = vae.train_vae(pixels, config, log=lambda *_: None)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
     assert [entry["stage"] for entry in history] == ["epoch", "epoch"]
-
-
-def test_a_component_that_holds_no_code_leaves_the_pull_finite():
-    log_q = torch.log_softmax(torch.tensor([[0.0, -1.0, -200.0], [-1.0, 0.0, -200.0]]), dim=1)  # float32: q3 is 0
-    assert log_q.exp()[:, 2].sum() == 0
-    assert torch.isfinite(vae.sharpened_divergence(log_q))
