@@ -71,7 +71,7 @@ class TrainConfig:
     refine_steps: int = _setting(1000, "optimiser steps per round, pulling each code toward its image's component")
     refine_weight: float = _setting(50.0, "weight of that pull")
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
-    refine_neighbours: int = _setting(10, "nearest images (blurred pixels) that choose each image's component")
+    refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
@@ -103,10 +103,8 @@ def _is_square(n: int) -> bool:
 
 
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return (images, labels or None) as stored in an .npz file.
-
-    Labels are read only when wanted: `train` never reads the training file's labels.
-    """
+    """(images, labels or None) as stored in an .npz file; labels only when wanted: `train` never reads
+    the training file's labels."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -231,8 +229,7 @@ class VAE(nn.Module):
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
-    pairs = zip(sizes[:-1], sizes[1:])
-    return nn.Sequential(*(layer for n_in, n_out in pairs for layer in (nn.Linear(n_in, n_out), nn.ELU())))
+    return nn.Sequential(*(layer for a, b in zip(sizes, sizes[1:]) for layer in (nn.Linear(a, b), nn.ELU())))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -263,7 +260,6 @@ def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS, log=print) -> 
     """Fit a VAE to images (N, H, W) in [0, 1]; return it on the CPU in eval mode, and the epochs' history."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, where there is CUDA
     torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
     torch.use_deterministic_algorithms(True)
     data = _on_device(pixels)
     model = VAE(data.shape[1], config.hidden, config.latent_dim).to(data.device)
@@ -321,9 +317,8 @@ def encode_means(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.n
 @torch.no_grad()
 def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Decode each image's latent mean: no sampling, so the same input gives the same output."""
-    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
-    decoded = [model.decode(model.encode(chunk)[0]) for chunk in data.split(batch_size)]
-    return torch.cat(decoded).numpy().reshape(pixels.shape)
+    codes = torch.from_numpy(encode_means(model, pixels, batch_size)).float()
+    return torch.cat([model.decode(chunk) for chunk in codes.split(batch_size)]).numpy().reshape(pixels.shape)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -347,11 +342,6 @@ def gaussian_log_density(points: np.ndarray, means: np.ndarray, covariances: np.
         log_det = 2.0 * np.log(np.diag(cholesky)).sum()
         log_densities[:, k] = -0.5 * (n_features * np.log(2 * np.pi) + log_det + np.square(whitened).sum(axis=0))
     return log_densities
-
-
-def logsumexp(values: np.ndarray, axis: int) -> np.ndarray:
-    peak = values.max(axis=axis, keepdims=True)
-    return np.squeeze(peak, axis) + np.log(np.exp(values - peak).sum(axis=axis))
 
 
 def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
@@ -378,6 +368,7 @@ def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covarian
     """EM from the given parameters; returns the fitted parameters and the log-likelihood trace. The
     objective, which EM never decreases, is a weighted mean of log p(x) over unlabelled points and of
     log p(x, k) over labelled ones; weighting the few labelled points keeps each component on its digit."""
+    from scipy.special import logsumexp  # train only, as in assign_components
     if labelled_points is None:
         labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
     fixed = np.eye(len(means))[labelled_components]
@@ -407,12 +398,9 @@ def gmm_predict(gmm: dict, points: np.ndarray) -> np.ndarray:
 
 
 def assign_components(labelled_log_joint: np.ndarray, labelled_components: np.ndarray) -> np.ndarray:
-    """The one-to-one relabelling of components that best explains the labelled points.
-
-    EM can carry a component onto another digit's cluster. Returns `order` such that digit d is
-    component order[d], maximising the labelled points' joint log-likelihood (an assignment
-    problem, solved exactly).
-    """
+    """The one-to-one relabelling of components that best explains the labelled points: EM can carry a
+    component onto another digit's cluster. Digit d is component order[d] of the returned `order`, which
+    maximises the labelled points' joint log-likelihood (an assignment problem, solved exactly)."""
     from scipy.optimize import linear_sum_assignment  # train only: the test modes start without SciPy
 
     n_components = labelled_log_joint.shape[1]
@@ -436,11 +424,10 @@ def fit_digit_gmm(train_latents: np.ndarray, val_latents: np.ndarray, val_labels
 
 
 # -----------------------------------------------------------------------------------------------
-# Self-training. Once the GMM is fitted, each training image takes the component that its nearest
-# images in blurred pixel space favour (label propagation of the GMM's posteriors, Zhou et al. 2004),
-# which mends most codes that sit in another digit's cluster. Some steps then pull each code toward
-# its image's component beside the VAE loss (as DEC, Xie et al. 2016, and IDEC, Guo et al. 2017),
-# and the GMM is fitted again.
+# Self-training. Once the GMM is fitted, each training image takes the component its nearest images
+# favour (label propagation of the GMM's posteriors, Zhou et al. 2004), which mends most codes that sit
+# in another digit's cluster. Some steps then pull each code toward its image's component beside the
+# VAE loss (as DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
 
 
 def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
@@ -452,10 +439,24 @@ def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
     return torch.log_softmax(tensor(np.log(gmm["weights"])) - 0.5 * (mahalanobis + log_det), dim=1)
 
 
+def deskewed(pixels: np.ndarray) -> torch.Tensor:
+    """Images (N, H, W) sheared upright and centred by their moments, so a hand's slant stops counting."""
+    images = torch.from_numpy(pixels)
+    rows, columns = (torch.linspace(-1, 1, size) for size in images.shape[1:])  # grid_sample's coordinates
+    mass = images.sum(dim=(1, 2)).clamp_min(1e-12)
+    centre_row, centre_column = (images.sum(dim=2) @ rows) / mass, (images.sum(dim=1) @ columns) / mass
+    down, across = rows[:, None] - centre_row[:, None, None], columns - centre_column[:, None, None]
+    slant = (images * down * across).sum(dim=(1, 2)) / (images * down**2).sum(dim=(1, 2)).clamp_min(1e-12)
+    one, zero = torch.ones_like(slant), torch.zeros_like(slant)
+    shear = torch.stack([torch.stack([one, slant, centre_column], 1), torch.stack([zero, one, centre_row], 1)], 1)
+    grid = F.affine_grid(shear, [len(images), 1, *images.shape[1:]], align_corners=True)
+    return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]
+
+
 def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tensor:
-    """Indices (N, k) of each image's k nearest images, itself among them, after a 3x3 box blur: blurred,
-    a stroke drawn a pixel away still overlaps, so the distance compares shapes more than positions."""
-    points = F.avg_pool2d(torch.from_numpy(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
+    """Indices (N, k) of each image's k nearest images, itself among them, deskewed and then blurred by a 3x3
+    box: blurred, a stroke drawn a pixel away still overlaps, so the distance compares shapes, not positions."""
+    points = F.avg_pool2d(deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
     return torch.cat([torch.cdist(part, points).topk(min(k, len(points)), largest=False).indices
                       for part in points.split(chunk)])
 
@@ -514,8 +515,7 @@ def atomic_outputs(*paths: str) -> Iterator[list[str]]:
             os.close(handle)
             temporaries.append(temporary)
         yield temporaries
-        umask = os.umask(0)
-        os.umask(umask)
+        os.umask(umask := os.umask(0))  # the only way to read the umask is to set it
         for temporary, path in zip(temporaries, paths):
             os.chmod(temporary, 0o666 & ~umask)
             os.replace(temporary, path)

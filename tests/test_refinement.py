@@ -7,6 +7,8 @@ import copy
 import numpy as np
 import torch
 from conftest import images_of, labels_of
+from scipy import ndimage
+from scipy.special import logsumexp
 
 import vae
 
@@ -21,7 +23,7 @@ def test_log_responsibilities_are_the_numpy_gmm_posterior():
     rng = np.random.default_rng(0)
     gmm, points = random_gmm(rng), rng.normal(scale=4, size=(50, 2))
     log_joint = vae.gmm_log_joint(points, gmm["weights"], gmm["means"], gmm["covariances"])
-    expected = log_joint - vae.logsumexp(log_joint, axis=1)[:, None]
+    expected = log_joint - logsumexp(log_joint, axis=1)[:, None]
     ours = vae.gmm_log_responsibilities(torch.from_numpy(points), gmm).numpy()
     assert np.allclose(ours, expected, atol=1e-8)
 
@@ -33,10 +35,43 @@ def box_blurred(image: np.ndarray) -> np.ndarray:
                      for r in range(image.shape[0])])
 
 
+def moments(image: np.ndarray) -> tuple[float, float, float]:
+    """Centre of mass (row, column) and slant (the mixed over the row second central moment), in pixels."""
+    rows, columns = np.indices(image.shape)
+    mass = image.sum()
+    row, column = (image * rows).sum() / mass, (image * columns).sum() / mass
+    slant = (image * (rows - row) * (columns - column)).sum() / (image * (rows - row) ** 2).sum()
+    return row, column, slant
+
+
+def naively_deskewed(image: np.ndarray) -> np.ndarray:
+    """Output pixel (r, c) reads the input, bilinearly, at r + row - middle, c + slant (r - middle) + column - middle:
+    the upright image, centred on the middle."""
+    row, column, slant = moments(image)
+    middle = (np.array(image.shape) - 1) / 2
+    offset = [row - middle[0], column - middle[1] - slant * middle[0]]
+    return ndimage.affine_transform(image, [[1, 0], [slant, 1]], offset, order=1, mode="grid-constant")
+
+
+def test_deskewing_matches_scipy_and_stands_a_slanted_stroke_upright():
+    rng = np.random.default_rng(4)
+    pixels = rng.random((5, 9, 9)).astype(np.float32) ** 4
+    stroke = np.zeros((28, 28), np.float32)
+    for row in range(4, 24):  # a line leaning right as it goes down, off the middle
+        stroke[row, round(10 + 0.5 * (row - 4))] = 1
+    pixels = [*pixels, stroke]
+    for image in pixels:
+        assert np.allclose(vae.deskewed(image[None]).numpy()[0], naively_deskewed(image), atol=1e-5)
+    row, column, slant = moments(vae.deskewed(stroke[None]).numpy()[0])
+    assert abs(moments(stroke)[2]) > 0.4 and abs(slant) < 0.05  # upright
+    assert np.allclose([row, column], 13.5, atol=0.3)  # and centred
+    assert vae.deskewed(np.zeros((2, 28, 28), np.float32)).abs().max() == 0  # a blank image stays blank
+
+
 def test_nearest_images_match_a_brute_force_search():
     rng = np.random.default_rng(2)
     pixels = rng.random((40, 6, 5)).astype(np.float32)
-    blurred = [box_blurred(image) for image in pixels]
+    blurred = [box_blurred(image) for image in vae.deskewed(pixels).numpy()]
     distances = np.array([[np.linalg.norm(a - b) for b in blurred] for a in blurred])
     ours = vae.nearest_images(pixels, k=4, chunk=7).numpy()
     assert ours.shape == (40, 4)
