@@ -7,7 +7,7 @@ seed and validation draw (the pull toward the GMM depends on the draw), and prin
   neighbour classifier given every training label, in the latent space and in pixel space;
 - reconstruction: 1 - MSE and SSIM on the images the VAE trained on and on held-out images.
 
-    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 15 minutes
+    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 20 minutes
     python scripts/limits.py --seeds 0 --draws 2
 
 The kNN classifiers read the training labels, which vae.py never does: they measure how well the
