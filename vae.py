@@ -5,11 +5,9 @@ fitted by EM on the latent means and anchored by 5 labelled validation images pe
 into a classifier.
 
 modes:
-  train                trains the VAE on TRAIN's images (its labels are never used),
-                       fits one GMM component per digit in VAL's labels, and saves
-                       vae.pth (a state_dict) and gmm_params.pkl (a dict of arrays)
-  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its
-                       latent mean, float32 in [0, 1], the input's shape
+  train                trains the VAE on TRAIN's images (its labels are never used), fits one GMM
+                       component per digit in VAL's labels, saves vae.pth and gmm_params.pkl
+  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean
   test_classifier      writes vae.csv: header Predicted_Label, one digit per image
 
 Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255 or
@@ -72,12 +70,13 @@ class TrainConfig:
     refine_weight: float = _setting(50.0, "weight of that pull")
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
     refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
+    refine_jitter: float = _setting(1.0, "random turns, scalings and shifts of views the pull also acts on (0: none)")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
         for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
-                              "refine_steps": 1, "refine_neighbours": 1, "seed": 0}.items():
-            if getattr(self, name) < minimum:
+                              "refine_steps": 1, "refine_neighbours": 1, "refine_jitter": 0, "seed": 0}.items():
+            if not minimum <= getattr(self, name) < math.inf:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(self, name)}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             if not 0 < getattr(self, name) < math.inf:
@@ -98,13 +97,8 @@ class Images(NamedTuple):
     file_shape: tuple[int, ...]  # the layout of the file's image array, for writing results back
 
 
-def _is_square(n: int) -> bool:
-    return n > 0 and math.isqrt(n) ** 2 == n
-
-
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """(images, labels or None) as stored in an .npz file; labels only when wanted: `train` never reads
-    the training file's labels."""
+    """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads its labels)."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -127,10 +121,10 @@ def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) 
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim == 2:
-        rows, columns = array.shape
-        flat = columns == pixels_per_image if pixels_per_image else _is_square(columns) and rows != columns
-        if flat and _is_square(columns):
-            array = array.reshape(rows, math.isqrt(columns), math.isqrt(columns))
+        (rows, columns), side = array.shape, math.isqrt(array.shape[1])
+        flat = columns == pixels_per_image if pixels_per_image else side * side == columns and rows != columns
+        if flat and side * side == columns:
+            array = array.reshape(rows, side, side)
         elif flat:
             raise InputError(f"{path}: rows of {columns} pixels are not square images")
         else:
@@ -161,8 +155,7 @@ def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
 
 
 def load_images(path: str, pixels_per_image: int | None = None, labels: str = "optional") -> Images:
-    """Read, validate and scale a file of images; `pixels_per_image` is the model's input size;
-    `labels` is "ignore" (never read them), "optional" or "required"."""
+    """Read, validate and scale images to the model's input size; `labels`: "ignore", "optional" or "required"."""
     raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
     file_shape = tuple(raw.shape)
     stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
@@ -242,8 +235,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
              beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The beta-VAE loss per image: Bernoulli reconstruction (nats, from logits for numerical stability)
-    + beta * KL(q(z|x) || N(0, I)). beta = 1 is the negative ELBO; 0.1 gives clusters the GMM separates."""
+    """Per image: Bernoulli reconstruction in nats (from logits, for stability) + beta * KL(q(z|x) || N(0, I))."""
     reconstruction = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum") / len(x)
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
     return reconstruction + beta * kl, reconstruction, kl
@@ -322,9 +314,8 @@ def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.nd
 
 
 # -----------------------------------------------------------------------------------------------
-# Gaussian mixture: EM in the log domain with full covariances. The labelled validation points,
-# when given, keep their known component in every E-step and weigh GMM_LABELLED_WEIGHT times as
-# much as an unlabelled point (semi-supervised EM).
+# Gaussian mixture: EM in the log domain with full covariances. The labelled validation points, when given, keep
+# their component in every E-step and weigh GMM_LABELLED_WEIGHT times an unlabelled one (semi-supervised EM).
 
 GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
 GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
@@ -334,13 +325,12 @@ GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabe
 
 def gaussian_log_density(points: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
     """log N(x | mean_k, cov_k) for every point and component: (N, K), through Cholesky factors."""
-    n_features = points.shape[1]
     log_densities = np.empty((len(points), len(means)))
     for k, (mean, covariance) in enumerate(zip(means, covariances)):
         cholesky = np.linalg.cholesky(covariance)
         whitened = np.linalg.solve(cholesky, (points - mean).T)
         log_det = 2.0 * np.log(np.diag(cholesky)).sum()
-        log_densities[:, k] = -0.5 * (n_features * np.log(2 * np.pi) + log_det + np.square(whitened).sum(axis=0))
+        log_densities[:, k] = -0.5 * (points.shape[1] * np.log(2 * np.pi) + log_det + np.square(whitened).sum(axis=0))
     return log_densities
 
 
@@ -365,9 +355,8 @@ def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covarian
             labelled_points: np.ndarray | None = None, labelled_components: np.ndarray | None = None,
             labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
             tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> dict:
-    """EM from the given parameters; returns the fitted parameters and the log-likelihood trace. The
-    objective, which EM never decreases, is a weighted mean of log p(x) over unlabelled points and of
-    log p(x, k) over labelled ones; weighting the few labelled points keeps each component on its digit."""
+    """EM from the given parameters; returns them fitted, and the log-likelihood trace. EM never decreases its
+    objective: a weighted mean of log p(x) over unlabelled points and of log p(x, k) over labelled ones."""
     from scipy.special import logsumexp  # train only, as in assign_components
     if labelled_points is None:
         labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
@@ -398,9 +387,8 @@ def gmm_predict(gmm: dict, points: np.ndarray) -> np.ndarray:
 
 
 def assign_components(labelled_log_joint: np.ndarray, labelled_components: np.ndarray) -> np.ndarray:
-    """The one-to-one relabelling of components that best explains the labelled points: EM can carry a
-    component onto another digit's cluster. Digit d is component order[d] of the returned `order`, which
-    maximises the labelled points' joint log-likelihood (an assignment problem, solved exactly)."""
+    """The one-to-one relabelling of components that maximises the labelled points' joint log-likelihood, as EM
+    can carry a component onto another digit's cluster: digit d is component order[d] of the returned `order`."""
     from scipy.optimize import linear_sum_assignment  # train only: the test modes start without SciPy
 
     n_components = labelled_log_joint.shape[1]
@@ -424,10 +412,10 @@ def fit_digit_gmm(train_latents: np.ndarray, val_latents: np.ndarray, val_labels
 
 
 # -----------------------------------------------------------------------------------------------
-# Self-training. Once the GMM is fitted, each training image takes the component its nearest images
-# favour (label propagation of the GMM's posteriors, Zhou et al. 2004), which mends most codes that sit
-# in another digit's cluster. Some steps then pull each code toward its image's component beside the
-# VAE loss (as DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
+# Self-training. Once the GMM is fitted, each training image takes the component its nearest images favour (label
+# propagation of the GMM's posteriors, Zhou et al. 2004), which mends most codes in another digit's cluster. Some
+# steps then pull each code, and the code of a jittered view of its image, toward that component beside the VAE
+# loss (as DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
 
 
 def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
@@ -451,6 +439,16 @@ def deskewed(pixels: np.ndarray) -> torch.Tensor:
     shear = torch.stack([torch.stack([one, slant, centre_column], 1), torch.stack([zero, one, centre_row], 1)], 1)
     grid = F.affine_grid(shear, [len(images), 1, *images.shape[1:]], align_corners=True)
     return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]
+
+
+@torch.no_grad()
+def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
+    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x (10 degrees, 10 %, 5 %)."""
+    uniform = (torch.rand(4, len(images), device=images.device) * 2 - 1) * strength
+    angle, size = uniform[0] * math.radians(10), 1 + 0.1 * uniform[1]
+    cos, sin = torch.cos(angle) * size, torch.sin(angle) * size
+    matrices = torch.stack([cos, -sin, 0.1 * uniform[2], sin, cos, 0.1 * uniform[3]], 1).view(-1, 2, 3)
+    return F.grid_sample(images, F.affine_grid(matrices, list(images.shape), align_corners=True), align_corners=True)
 
 
 def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tensor:
@@ -480,7 +478,10 @@ def refine_toward_gmm(model: VAE, pixels: np.ndarray, gmm: dict, config: TrainCo
     optimizer = torch.optim.Adam(model.to(data.device).parameters(), lr=config.refine_lr)
 
     def pull(means: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        return config.refine_weight * F.nll_loss(gmm_log_responsibilities(means, gmm), targets[batch])
+        """The cross-entropy to each image's component, of its code and of a jittered view's code."""
+        views = model.encode(jittered(data[batch].view(-1, 1, *pixels.shape[1:]), config.refine_jitter))[0]
+        log_q = gmm_log_responsibilities(torch.cat([means, views]), gmm)
+        return config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
 
     epochs = max(1, round(config.refine_steps / math.ceil(len(data) / config.batch_size)))
     history = run_epochs(model, data, optimizer, config, epochs, log, pull=pull, stage="refine")
@@ -712,14 +713,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not argv:
         parser.exit(2, parser.format_usage())
     args = parser.parse_intermixed_args(argv)
-    words = args.words
-    mode = next((word for word in words if word in MODES), None)
+    mode = next((word for word in args.words if word in MODES), None)
     if mode is None:
         parser.error(f"no mode given: expected one of {', '.join(MODES)}")
     position, paths = MODES[mode]
-    if len(words) != len(paths) + 1 or words[position] != mode:
+    if len(args.words) != len(paths) + 1 or args.words[position] != mode:
         parser.error(f"{mode} takes {len(paths)} paths around it: {usage(mode)}")
-    args.mode, args.paths = mode, words[:position] + words[position + 1:]
+    args.mode, args.paths = mode, args.words[:position] + args.words[position + 1:]
     return args
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import numpy as np
+import pytest
 import torch
 from conftest import images_of, labels_of
 from scipy import ndimage
@@ -68,6 +70,36 @@ def test_deskewing_matches_scipy_and_stands_a_slanted_stroke_upright():
     assert vae.deskewed(np.zeros((2, 28, 28), np.float32)).abs().max() == 0  # a blank image stays blank
 
 
+def orientation(image: np.ndarray) -> float:
+    """The angle, in degrees, of the principal axis of the image's ink."""
+    rows, columns = np.indices(image.shape)
+    mass = image.sum()
+    row, column = (image * rows).sum() / mass, (image * columns).sum() / mass
+    mixed = (image * (rows - row) * (columns - column)).sum()
+    spread = (image * ((columns - column) ** 2 - (rows - row) ** 2)).sum()
+    return float(np.degrees(0.5 * np.arctan2(2 * mixed, spread)))
+
+
+def test_jittered_views_turn_scale_and_shift_a_digit_within_their_bounds():
+    bar = np.zeros((28, 28), np.float32)
+    bar[12:16, 6:22] = 1  # a horizontal bar, centred
+    images = torch.from_numpy(np.repeat(bar[None, None], 500, axis=0))
+    torch.manual_seed(0)
+    views = vae.jittered(images, strength=1.0)[:, 0].numpy()
+    angles = np.array([orientation(view) for view in views])
+    centres = np.array([moments(view)[:2] for view in views])
+    masses = views.sum(axis=(1, 2)) / bar.sum()
+    assert np.abs(angles).max() < 10.5 and np.abs(angles).max() > 8  # turned by up to 10 degrees, both ways
+    assert angles.min() < -8
+    offsets = np.linalg.norm(centres - 13.5, axis=1)  # up to 0.1 of the half-size each way, then scaled by 1/0.9
+    assert offsets.max() < np.hypot(0.1, 0.1) * 13.5 / 0.9 + 0.1 and offsets.max() > 1.5
+    assert masses.min() > 1 / 1.1**2 - 0.02 and masses.max() < 1 / 0.9**2 + 0.02  # scaled by 0.9-1.1
+    assert masses.max() - masses.min() > 0.3
+    assert np.allclose(vae.jittered(images[:3], strength=0.0).numpy(), images[:3].numpy(), atol=1e-6)
+    half_strength = vae.jittered(images, strength=0.5)[:, 0].numpy()
+    assert np.abs([orientation(view) for view in half_strength]).max() < 5.5
+
+
 def test_nearest_images_match_a_brute_force_search():
     rng = np.random.default_rng(2)
     pixels = rng.random((40, 6, 5)).astype(np.float32)
@@ -107,7 +139,17 @@ def test_propagation_mends_a_code_its_neighbours_disagree_with():
     assert alone.argmax(dim=1).numpy()[2] == 1  # with no neighbours but itself, nothing changes
 
 
-def test_refinement_brings_the_codes_to_their_propagated_components(demo):
+class Pretrained(NamedTuple):
+    pixels: np.ndarray
+    config: vae.TrainConfig
+    model: vae.VAE
+    gmm: dict
+    targets: torch.Tensor  # each training image's propagated component
+
+
+@pytest.fixture(scope="module")
+def pretrained(demo) -> Pretrained:
+    """A short training on the demo images, its GMM, and the components that self-training pulls toward."""
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation = images_of(demo["val"]).astype(np.float32) / 255
     config = vae.TrainConfig(epochs=5, refine_steps=100)
@@ -116,24 +158,38 @@ def test_refinement_brings_the_codes_to_their_propagated_components(demo):
                             labels_of(demo["val"]))
     posteriors = vae.gmm_log_responsibilities(torch.from_numpy(vae.encode_means(model, pixels)), gmm).exp()
     targets = vae.propagate(posteriors, vae.nearest_images(pixels, config.refine_neighbours)).argmax(dim=1)
+    return Pretrained(pixels, config, model, gmm, targets)
 
-    def misplaced(candidate: vae.VAE) -> float:
-        """The fraction of codes whose most likely component is not their image's propagated one."""
-        codes = torch.from_numpy(vae.encode_means(candidate, pixels))
-        return (vae.gmm_log_responsibilities(codes, gmm).argmax(dim=1) != targets).double().mean().item()
 
-    def refined(weight: float) -> tuple[vae.VAE, list[dict]]:
-        candidate = copy.deepcopy(model)
-        torch.manual_seed(1)
-        history = vae.refine_toward_gmm(candidate, pixels, gmm, vae.dataclasses.replace(config, refine_weight=weight),
-                                        log=lambda *_: None)
-        return candidate, history
+def misplaced(setup: Pretrained, candidate: vae.VAE, pixels: np.ndarray) -> float:
+    """The fraction of codes of `pixels` (the training images or views of them, in order) whose most likely
+    component is not their image's propagated one."""
+    codes = torch.from_numpy(vae.encode_means(candidate, pixels))
+    return (vae.gmm_log_responsibilities(codes, setup.gmm).argmax(dim=1) != setup.targets).double().mean().item()
 
-    pulled, history = refined(config.refine_weight)
-    trained_on, _ = refined(1e-12)  # the same steps with no pull
+
+def refined(setup: Pretrained, **changes) -> tuple[vae.VAE, list[dict]]:
+    candidate = copy.deepcopy(setup.model)
+    torch.manual_seed(1)
+    config = vae.dataclasses.replace(setup.config, **changes)
+    history = vae.refine_toward_gmm(candidate, setup.pixels, setup.gmm, config, log=lambda *_: None)
+    return candidate, history
+
+
+def test_refinement_brings_the_codes_to_their_propagated_components(pretrained):
+    pulled, history = refined(pretrained)
+    trained_on, _ = refined(pretrained, refine_weight=1e-12)  # the same steps with no pull
     assert [entry["stage"] for entry in history] == ["refine"] * 10  # 100 steps of 10 batches
-    assert misplaced(model) > 0.02  # the propagation moved some images to another component
-    assert misplaced(pulled) < 0.5 * misplaced(trained_on)
+    assert misplaced(pretrained, pretrained.model, pretrained.pixels) > 0.02  # propagation moved some images
+    assert misplaced(pretrained, pulled, pretrained.pixels) < 0.5 * misplaced(pretrained, trained_on, pretrained.pixels)
+
+
+def test_refinement_pulls_jittered_views_of_the_images_too(pretrained):
+    torch.manual_seed(2)
+    views = vae.jittered(torch.from_numpy(pretrained.pixels[:, None]), strength=1.0)[:, 0].numpy()
+    with_views, _ = refined(pretrained)
+    without_views, _ = refined(pretrained, refine_jitter=0.0)
+    assert misplaced(pretrained, with_views, views) < 0.8 * misplaced(pretrained, without_views, views)
 
 
 def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
