@@ -43,7 +43,7 @@ model: .venv/.installed
 report: .venv/.installed
 	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
 
-BASELINE ?= bfa7454
+BASELINE ?= b9b6a2d
 benchmark: .venv/.installed
 	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE)
 
