@@ -5,9 +5,9 @@ fitted by EM on the latent means and anchored by 5 labelled validation images pe
 into a classifier.
 
 modes:
-  train                trains the VAE on TRAIN's images (its labels are never used), fits one GMM
-                       component per digit in VAL's labels, saves vae.pth and gmm_params.pkl
-  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean
+  train                trains the VAE on TRAIN's images (its labels are never used), fits one GMM component
+                       per digit in VAL's labels, saves vae.pth (a state_dict), gmm_params.pkl (a dict)
+  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean (float32)
   test_classifier      writes vae.csv: header Predicted_Label, one digit per image
 
 Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255 or
@@ -98,7 +98,7 @@ class Images(NamedTuple):
 
 
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads its labels)."""
+    """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads TRAIN's)."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -155,7 +155,7 @@ def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
 
 
 def load_images(path: str, pixels_per_image: int | None = None, labels: str = "optional") -> Images:
-    """Read, validate and scale images to the model's input size; `labels`: "ignore", "optional" or "required"."""
+    """Read, check and scale images to [0, 1]; `labels` is "ignore", "optional" or "required"."""
     raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
     file_shape = tuple(raw.shape)
     stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
@@ -444,10 +444,10 @@ def deskewed(pixels: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
     """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x (10 degrees, 10 %, 5 %)."""
-    uniform = (torch.rand(4, len(images), device=images.device) * 2 - 1) * strength
-    angle, size = uniform[0] * math.radians(10), 1 + 0.1 * uniform[1]
-    cos, sin = torch.cos(angle) * size, torch.sin(angle) * size
-    matrices = torch.stack([cos, -sin, 0.1 * uniform[2], sin, cos, 0.1 * uniform[3]], 1).view(-1, 2, 3)
+    u = (torch.rand(4, len(images), device=images.device, dtype=images.dtype) * 2 - 1) * strength  # uniform, x strength
+    angle, size, aspect = u[0] * math.radians(10), 1 + 0.1 * u[1], (images.shape[2] - 1) / (images.shape[3] - 1)
+    cos, sin = torch.cos(angle) * size, torch.sin(angle) * size  # aspect: a turn of pixels, not of [-1, 1]
+    matrices = torch.stack([cos, -sin * aspect, 0.1 * u[2], sin / aspect, cos, 0.1 * u[3]], 1).view(-1, 2, 3)
     return F.grid_sample(images, F.affine_grid(matrices, list(images.shape), align_corners=True), align_corners=True)
 
 
@@ -478,7 +478,7 @@ def refine_toward_gmm(model: VAE, pixels: np.ndarray, gmm: dict, config: TrainCo
     optimizer = torch.optim.Adam(model.to(data.device).parameters(), lr=config.refine_lr)
 
     def pull(means: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """The cross-entropy to each image's component, of its code and of a jittered view's code."""
+        """The cross-entropy to each image's component, averaged over its code and a jittered view's code."""
         views = model.encode(jittered(data[batch].view(-1, 1, *pixels.shape[1:]), config.refine_jitter))[0]
         log_q = gmm_log_responsibilities(torch.cat([means, views]), gmm)
         return config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))

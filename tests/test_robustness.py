@@ -195,6 +195,8 @@ def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-rounds", "-1"], "at least 0"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-steps", "0"], "at least 1"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-neighbours", "0"], "at least 1"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "-0.5"], "at least 0"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "nan"], "at least 0"),
         ([demo["recon"], "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--beta", "-1"], "positive number"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--hidden", "64", "0"], "positive sizes"),
