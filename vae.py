@@ -70,14 +70,16 @@ class TrainConfig:
     refine_weight: float = _setting(50.0, "weight of that pull")
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
     refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
-    refine_jitter: float = _setting(1.0, "random turns, scalings and shifts of views the pull also acts on (0: none)")
+    refine_jitter: float = _setting(0.5, "how far pulled views turn (x 10 degrees), scale and shift (0: none)")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
         for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
                               "refine_steps": 1, "refine_neighbours": 1, "refine_jitter": 0, "seed": 0}.items():
-            if not minimum <= getattr(self, name) < math.inf:
-                raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(self, name)}")
+            if not minimum <= (value := getattr(self, name)) < math.inf:
+                raise InputError(f"--{name.replace('_', '-')} must be finite and at least {minimum}, got {value}")
+        if self.refine_jitter > 5:  # at 10, views would be scaled to nothing
+            raise InputError(f"--refine-jitter must be at most 5 (turns of 50 degrees), got {self.refine_jitter}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             if not 0 < getattr(self, name) < math.inf:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}")
@@ -134,6 +136,8 @@ def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) 
                          "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)")
     if 0 in array.shape:
         raise InputError(f"{path}: the image array is empty")
+    if min(array.shape[1:]) < 2:
+        raise InputError(f"{path}: images of {array.shape[1]}x{array.shape[2]} pixels; they must be at least 2x2")
     return array
 
 
@@ -372,10 +376,8 @@ def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covarian
         trace.append(float((log_evidence.sum() + labelled_weight * labelled_term.sum()) / point_weights.sum()))
         if converged := len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
             break
-        responsibilities = np.concatenate([np.exp(log_joint - log_evidence[:, None]), fixed])
-        weights, means, covariances = _maximisation_step(
-            all_points, responsibilities * point_weights[:, None], reg_covar
-        )
+        responsibilities = np.concatenate([np.exp(log_joint - log_evidence[:, None]), fixed]) * point_weights[:, None]
+        weights, means, covariances = _maximisation_step(all_points, responsibilities, reg_covar)
     return {"weights": weights, "means": means, "covariances": covariances,
             "log_likelihood_trace": np.array(trace), "n_iter": len(trace), "converged": converged}
 
@@ -390,7 +392,6 @@ def assign_components(labelled_log_joint: np.ndarray, labelled_components: np.nd
     """The one-to-one relabelling of components that maximises the labelled points' joint log-likelihood, as EM
     can carry a component onto another digit's cluster: digit d is component order[d] of the returned `order`."""
     from scipy.optimize import linear_sum_assignment  # train only: the test modes start without SciPy
-
     n_components = labelled_log_joint.shape[1]
     score = np.zeros((n_components, n_components))  # score[d, k]: digit d's points under component k
     np.add.at(score, labelled_components, labelled_log_joint)
@@ -540,8 +541,7 @@ def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     """A hash of the weights, stored in the GMM file to catch a GMM paired with another model."""
     digest = hashlib.sha256()
     for name, tensor in state.items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

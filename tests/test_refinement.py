@@ -202,7 +202,7 @@ def test_refinement_brings_the_codes_to_their_propagated_components(pretrained, 
 
 def test_refinement_pulls_jittered_views_of_the_images_too(pretrained, pulled):
     torch.manual_seed(2)
-    views = vae.jittered(torch.from_numpy(pretrained.pixels[:, None]), strength=1.0)[:, 0].numpy()
+    views = vae.jittered(torch.from_numpy(pretrained.pixels[:, None]), pretrained.config.refine_jitter)[:, 0].numpy()
     with_views, _ = pulled
     without_views, _ = refined(pretrained, refine_jitter=0.0)
     assert misplaced(pretrained, with_views, views) < 0.8 * misplaced(pretrained, without_views, views)

@@ -98,6 +98,7 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
     np.savez(folder / "two_arrays.npz", images=images, more=images)
     np.savez(folder / "five_d.npz", data=images[:, None, None])
     np.savez(folder / "small.npz", data=images[:, ::2, ::2])
+    np.savez(folder / "narrow.npz", data=images[:, :, :1])
     np.savez(folder / "nan.npz", data=np.where(images > 100, np.nan, 0.5))
     np.savez(folder / "negative.npz", data=images.astype(float) - 10)
     np.savez(folder / "big.npz", data=images.astype(float) * 2)
@@ -113,6 +114,7 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
         "two_arrays": ("two_arrays.npz", "no image array"),
         "five_d": ("five_d.npz", "not understood"),
         "small": ("small.npz", "trained on 28x28 images"),
+        "narrow": ("narrow.npz", "28x1 pixels; they must be at least 2x2"),
         "nan": ("nan.npz", "NaN"),
         "negative": ("negative.npz", "[0, 255]"),
         "big": ("big.npz", "[0, 255]"),
@@ -145,6 +147,15 @@ def test_bad_validation_files_stop_train_before_the_first_epoch(demo, tmp_path, 
     assert_clean_error(result, 2, fragment)
     assert "epoch" not in result.stdout
     assert sorted(os.listdir(tmp_path)) == ["val.npz"]
+
+
+def test_images_one_pixel_wide_stop_train_before_the_first_epoch(demo, tmp_path):
+    np.savez(tmp_path / "train.npz", data=images_of(demo["train"])[:, :, :1])
+    np.savez(tmp_path / "val.npz", data=images_of(demo["val"])[:, :, :1], labels=labels_of(demo["val"]))
+    result = run_vae("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", cwd=tmp_path, expect=None)
+    assert_clean_error(result, 2, "train.npz: images of 28x1 pixels; they must be at least 2x2")
+    assert "epoch" not in result.stdout
+    assert sorted(os.listdir(tmp_path)) == ["train.npz", "val.npz"]
 
 
 def test_bad_model_and_gmm_files(demo, trained, tmp_path):
@@ -197,6 +208,8 @@ def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-neighbours", "0"], "at least 1"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "-0.5"], "at least 0"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "nan"], "at least 0"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "inf"], "must be finite"),
+        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "6"], "at most 5"),
         ([demo["recon"], "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--beta", "-1"], "positive number"),
         ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--hidden", "64", "0"], "positive sizes"),
