@@ -70,16 +70,16 @@ class TrainConfig:
     refine_weight: float = _setting(50.0, "weight of that pull")
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
     refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
-    refine_jitter: float = _setting(0.5, "how far pulled views turn (x 10 degrees), scale and shift (0: none)")
+    refine_jitter: float = _setting(0.5, "random turns, scalings, shifts of views also pulled (1: 10 deg, 10 %%, 5 %%)")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
         for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
-                              "refine_steps": 1, "refine_neighbours": 1, "refine_jitter": 0, "seed": 0}.items():
+                              "refine_steps": 1, "refine_neighbours": 1, "seed": 0}.items():
             if not minimum <= (value := getattr(self, name)) < math.inf:
-                raise InputError(f"--{name.replace('_', '-')} must be finite and at least {minimum}, got {value}")
-        if self.refine_jitter > 5:  # at 10, views would be scaled to nothing
-            raise InputError(f"--refine-jitter must be at most 5 (turns of 50 degrees), got {self.refine_jitter}")
+                raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+        if not 0 <= self.refine_jitter <= 5:  # at 10, some views would be magnified to a single pixel
+            raise InputError(f"--refine-jitter must be between 0 and 5, got {self.refine_jitter}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             if not 0 < getattr(self, name) < math.inf:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}")
@@ -136,8 +136,6 @@ def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) 
                          "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)")
     if 0 in array.shape:
         raise InputError(f"{path}: the image array is empty")
-    if min(array.shape[1:]) < 2:
-        raise InputError(f"{path}: images of {array.shape[1]}x{array.shape[2]} pixels; they must be at least 2x2")
     return array
 
 
@@ -625,6 +623,8 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
     digits = np.unique(validation.labels)
     if len(digits) < 2:
         raise InputError(f"{val_path}: the validation labels must name at least 2 digits")
+    if min(train.pixels.shape[1:]) < 2:  # too narrow to deskew or turn
+        raise InputError(f"{train_path}: training needs images of 2x2 pixels or more, not {train.pixels.shape[1:]}")
     if len(train.pixels) < 2 * len(digits):
         raise InputError(f"{train_path}: {len(train.pixels)} images are too few to train on")
     log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -97,6 +98,14 @@ def test_jittered_views_turn_scale_and_shift_a_digit_within_their_bounds():
     assert np.allclose(vae.jittered(images[:3], strength=0.0).numpy(), images[:3].numpy(), rtol=0, atol=1e-5)
     half_strength = vae.jittered(images, strength=0.5)[:, 0].numpy()
     assert np.abs([orientation(view) for view in half_strength]).max() < 5.5
+
+
+def test_the_views_strength_is_taken_from_0_to_5():
+    for strength in (0.0, 5.0):
+        assert vae.TrainConfig(refine_jitter=strength).refine_jitter == strength
+    for strength in (-1e-9, 5 + 1e-9, math.nan, math.inf):
+        with pytest.raises(vae.InputError, match="between 0 and 5"):
+            vae.TrainConfig(refine_jitter=strength)
 
 
 def test_jittered_views_of_oblong_images_turn_by_the_same_angles():
