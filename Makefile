@@ -43,7 +43,7 @@ model: .venv/.installed
 report: .venv/.installed
 	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
 
-BASELINE ?= b9b6a2d
+BASELINE ?= a1fc881
 benchmark: .venv/.installed
 	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE)
 
