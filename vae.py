@@ -256,13 +256,9 @@ def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS, log=print) -> 
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True)
     data = _on_device(pixels)
-    model = VAE(data.shape[1], config.hidden, config.latent_dim).to(data.device)
+    model = VAE(data.shape[1], config.hidden, config.latent_dim)
     log(f"VAE parameters: {count_parameters(model):,}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    steps = config.epochs * math.ceil(len(data) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
-    history = run_epochs(model, data, optimizer, config, config.epochs, log, schedule=schedule)
-    return model.cpu().eval(), history
+    return model, run_epochs(model, model, data, config, config.epochs, config.lr, log, decay=True)
 
 
 def _on_device(pixels: np.ndarray) -> torch.Tensor:
@@ -270,9 +266,15 @@ def _on_device(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels.reshape(len(pixels), -1)).to("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_epochs(model: VAE, data: torch.Tensor, optimizer, config: TrainConfig, epochs: int, log,
-               schedule=None, pull=None, stage: str = "epoch") -> list[dict[str, float]]:
-    """Minimise the VAE loss, plus `pull(latent means, batch indices)` where given, over `epochs` shuffled passes."""
+def run_epochs(model: VAE, trained: nn.Module, data: torch.Tensor, config: TrainConfig, epochs: int, lr: float, log,
+               decay: bool = False, pull=None, stage: str = "epoch") -> list[dict[str, float]]:
+    """Minimise the VAE loss, plus `pull(latent means, batch indices)` where given, over `epochs` shuffled passes,
+    by Adam at `lr` (warmed up and decayed where `decay`) on `trained`: the model or a part, the rest held fixed.
+    Trains on the data's device; leaves the model on the CPU, in eval mode."""
+    model.to(data.device).requires_grad_(False)
+    optimizer = torch.optim.Adam(trained.requires_grad_(True).parameters(), lr=lr)
+    steps = epochs * math.ceil(len(data) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps) if decay else lambda _: 1.0)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -289,8 +291,7 @@ def run_epochs(model: VAE, data: torch.Tensor, optimizer, config: TrainConfig, e
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if schedule:
-                schedule.step()
+            schedule.step()
             totals += torch.stack([loss, reconstruction, kl, extra]).detach() * len(x)
         values = dict(zip(("loss", "reconstruction", "kl", "pull"), (totals / len(data)).tolist()))
         history.append({"stage": stage, "epoch": epoch, **values, "seconds": time.perf_counter() - start})
@@ -298,6 +299,7 @@ def run_epochs(model: VAE, data: torch.Tensor, optimizer, config: TrainConfig, e
             pulled = f"  pull {values['pull']:6.3f}" if pull else ""
             log(f"{stage} {epoch:3d}/{epochs}  loss {values['loss']:8.3f}  reconstruction "
                 f"{values['reconstruction']:8.3f}  kl {values['kl']:6.3f}{pulled}  {history[-1]['seconds']:6.1f} s")
+    model.requires_grad_(True).cpu().eval()
     return history
 
 
@@ -325,20 +327,15 @@ GMM_MAX_ITER = 500
 GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabelled ones
 
 
-def gaussian_log_density(points: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """log N(x | mean_k, cov_k) for every point and component: (N, K), through Cholesky factors."""
+def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """log(weight_k) + log N(x | mean_k, cov_k) for every point and component: (N, K), through Cholesky factors."""
     log_densities = np.empty((len(points), len(means)))
     for k, (mean, covariance) in enumerate(zip(means, covariances)):
         cholesky = np.linalg.cholesky(covariance)
         whitened = np.linalg.solve(cholesky, (points - mean).T)
         log_det = 2.0 * np.log(np.diag(cholesky)).sum()
         log_densities[:, k] = -0.5 * (points.shape[1] * np.log(2 * np.pi) + log_det + np.square(whitened).sum(axis=0))
-    return log_densities
-
-
-def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """log(weight_k) + log N(x | k): (N, K)."""
-    return np.log(weights) + gaussian_log_density(points, means, covariances)
+    return np.log(weights) + log_densities
 
 
 def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray, reg_covar: float):
@@ -468,13 +465,12 @@ def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor, spread: flo
     return propagated
 
 
-def refine_toward_gmm(model: VAE, pixels: np.ndarray, gmm: dict, config: TrainConfig, log) -> list[dict]:
+def refine_toward_gmm(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor, gmm: dict, config: TrainConfig,
+                      log) -> list[dict]:
     """Train `model` on, adding the pull toward each image's propagated component; return the history."""
     data = _on_device(pixels)
     posteriors = gmm_log_responsibilities(torch.from_numpy(encode_means(model, pixels)), gmm).exp()
-    neighbours = nearest_images(pixels, config.refine_neighbours)
     targets = propagate(posteriors, neighbours).argmax(dim=1).to(data.device)
-    optimizer = torch.optim.Adam(model.to(data.device).parameters(), lr=config.refine_lr)
 
     def pull(means: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """The cross-entropy to each image's component, averaged over its code and a jittered view's code."""
@@ -483,9 +479,7 @@ def refine_toward_gmm(model: VAE, pixels: np.ndarray, gmm: dict, config: TrainCo
         return config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
 
     epochs = max(1, round(config.refine_steps / math.ceil(len(data) / config.batch_size)))
-    history = run_epochs(model, data, optimizer, config, epochs, log, pull=pull, stage="refine")
-    model.cpu().eval()
-    return history
+    return run_epochs(model, model, data, config, epochs, config.refine_lr, log, pull=pull, stage="refine")
 
 
 def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
@@ -493,8 +487,9 @@ def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels:
     """The whole method: the VAE, the GMM, the pull toward it, and the GMM fitted again."""
     model, history = train_vae(train_pixels, config, log)
     gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
+    neighbours = nearest_images(train_pixels, config.refine_neighbours) if config.refine_rounds else None
     for _ in range(config.refine_rounds):
-        history += refine_toward_gmm(model, train_pixels, gmm, config, log)
+        history += refine_toward_gmm(model, train_pixels, neighbours, gmm, config, log)
         gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
     return model, gmm, history
 

@@ -29,12 +29,13 @@ def rough_start(points: np.ndarray, seed: int = 1):
     return np.full(3, 1 / 3), means, covariances
 
 
-def test_log_density_matches_the_closed_form():
+def test_log_joint_matches_the_closed_form():
     points = np.array([[0.0, 0.0], [1.0, -2.0]])
-    covariance = np.array([[2.0, 0.5], [0.5, 1.0]])
-    inverse, det = np.linalg.inv(covariance), np.linalg.det(covariance)
-    expected = [-0.5 * (x @ inverse @ x) - np.log(2 * np.pi) - 0.5 * np.log(det) for x in points]
-    assert np.allclose(vae.gaussian_log_density(points, np.zeros((1, 2)), covariance[None])[:, 0], expected)
+    weights, means = np.array([0.3, 0.7]), np.array([[0.0, 0.0], [-1.0, 0.5]])
+    covariances = np.array([[[2.0, 0.5], [0.5, 1.0]], [[1.0, -0.2], [-0.2, 0.5]]])
+    expected = [[np.log(w) - 0.5 * ((x - m) @ np.linalg.inv(c) @ (x - m) + np.log(np.linalg.det(c))) - np.log(2 * np.pi)
+                 for w, m, c in zip(weights, means, covariances)] for x in points]
+    assert np.allclose(vae.gmm_log_joint(points, weights, means, covariances), expected)
 
 
 @pytest.mark.parametrize("semi_supervised", [False, True])

@@ -162,6 +162,7 @@ class Pretrained(NamedTuple):
     config: vae.TrainConfig
     model: vae.VAE
     gmm: dict
+    neighbours: torch.Tensor  # each training image's nearest images
     targets: torch.Tensor  # each training image's propagated component
 
 
@@ -175,8 +176,8 @@ def pretrained(demo) -> Pretrained:
     gmm = vae.fit_digit_gmm(vae.encode_means(model, pixels), vae.encode_means(model, validation),
                             labels_of(demo["val"]))
     posteriors = vae.gmm_log_responsibilities(torch.from_numpy(vae.encode_means(model, pixels)), gmm).exp()
-    targets = vae.propagate(posteriors, vae.nearest_images(pixels, config.refine_neighbours)).argmax(dim=1)
-    return Pretrained(pixels, config, model, gmm, targets)
+    neighbours = vae.nearest_images(pixels, config.refine_neighbours)
+    return Pretrained(pixels, config, model, gmm, neighbours, vae.propagate(posteriors, neighbours).argmax(dim=1))
 
 
 def misplaced(setup: Pretrained, candidate: vae.VAE, pixels: np.ndarray) -> float:
@@ -190,7 +191,7 @@ def refined(setup: Pretrained, **changes) -> tuple[vae.VAE, list[dict]]:
     candidate = copy.deepcopy(setup.model)
     torch.manual_seed(1)
     config = vae.dataclasses.replace(setup.config, **changes)
-    history = vae.refine_toward_gmm(candidate, setup.pixels, setup.gmm, config, log=lambda *_: None)
+    history = vae.refine_toward_gmm(candidate, setup.pixels, setup.neighbours, setup.gmm, config, log=lambda *_: None)
     return candidate, history
 
 
@@ -224,3 +225,4 @@ def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
     alone, _ = vae.train_vae(pixels, config, log=lambda *_: None)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
     assert [entry["stage"] for entry in history] == ["epoch", "epoch"]
+
