@@ -71,11 +71,12 @@ class TrainConfig:
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
     refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
     refine_jitter: float = _setting(0.5, "random turns, scalings, shifts of views also pulled (1: 10 deg, 10 %%, 5 %%)")
+    decoder_epochs: int = _setting(10, "passes training the decoder alone after self-training, on 4x batches (0: none)")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
         for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
-                              "refine_steps": 1, "refine_neighbours": 1, "seed": 0}.items():
+                              "refine_steps": 1, "refine_neighbours": 1, "decoder_epochs": 0, "seed": 0}.items():
             if not minimum <= (value := getattr(self, name)) < math.inf:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
         if not 0 <= self.refine_jitter <= 5:  # at 10, some views would be magnified to a single pixel
@@ -484,13 +485,17 @@ def refine_toward_gmm(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor, 
 
 def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
                    config: TrainConfig = DEFAULTS, log=print) -> tuple[VAE, dict, list[dict]]:
-    """The whole method: the VAE, the GMM, the pull toward it, and the GMM fitted again."""
+    """The whole method: the VAE, the GMM, the pull toward it, the GMM fitted again, then the decoder alone."""
     model, history = train_vae(train_pixels, config, log)
     gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
     neighbours = nearest_images(train_pixels, config.refine_neighbours) if config.refine_rounds else None
     for _ in range(config.refine_rounds):
         history += refine_toward_gmm(model, train_pixels, neighbours, gmm, config, log)
         gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
+    if config.refine_rounds and config.decoder_epochs:  # the pull moved the codes under a decoder at a constant rate
+        large_batches = dataclasses.replace(config, batch_size=4 * config.batch_size)
+        history += run_epochs(model, model.decoder, _on_device(train_pixels), large_batches, config.decoder_epochs,
+                              config.lr, log, decay=True, stage="decoder")
     return model, gmm, history
 
 

@@ -122,9 +122,10 @@ def gmm_figure(gmm: dict, latents: np.ndarray, colour_by: np.ndarray, axes: np.n
 
 
 def loss_figure(history: list[dict]):
-    """The loss terms per epoch: the VAE's training, then the self-training toward the GMM, if any."""
+    """The loss terms per epoch: the VAE's training, then the self-training toward the GMM and the decoder's own
+    epochs, if any."""
     epochs = np.arange(1, len(history) + 1)
-    refining = [entry.get("stage") == "refine" for entry in history]
+    stages = [entry.get("stage") for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [entry["loss"] for entry in history], label="total (reconstruction + beta * KL + pull)")
     left.plot(epochs, [entry["reconstruction"] for entry in history], label="reconstruction (BCE)")
@@ -134,8 +135,9 @@ def loss_figure(history: list[dict]):
     for axis, title in ((left, "Training loss"), (right, "KL term")):
         axis.set_xlabel("epoch")
         axis.set_title(title)
-        if any(refining):
-            axis.axvline(refining.index(True) + 0.5, color="grey", linestyle=":", label="self-training starts")
+        for stage, style, label in (("refine", ":", "self-training starts"), ("decoder", "--", "decoder alone")):
+            if stage in stages:
+                axis.axvline(stages.index(stage) + 0.5, color="grey", linestyle=style, label=label)
     left.legend()
     figure.tight_layout()
     return figure

@@ -108,7 +108,8 @@ def test_the_history_records_the_settings_and_the_torch_that_trained_the_model(d
                                  "refine_rounds": 2, "refine_steps": 10, "hidden": list(vae.TrainConfig().hidden)}
     assert history["torch"] == vae.torch.__version__  # training reproduces bit for bit only within one release
     stages = [(entry["stage"], entry["epoch"]) for entry in history["epochs"]]
-    assert stages == [("epoch", 1), ("epoch", 2)] + [("refine", n) for n in range(1, 11)] * 2  # 2 x 10 steps
+    refine, decoder = [("refine", n) for n in range(1, 11)], [("decoder", n) for n in range(1, 11)]
+    assert stages == [("epoch", 1), ("epoch", 2)] + refine * 2 + decoder  # 2 rounds of 10 steps, 10 epochs alone
 
 
 def test_test_modes_import_neither_matplotlib_nor_scipy(demo, trained, tmp_path):

@@ -226,3 +226,23 @@ def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
     assert [entry["stage"] for entry in history] == ["epoch", "epoch"]
 
+
+def test_the_decoder_trained_last_mends_reconstructions_and_leaves_the_classifier_as_it_was(demo):
+    pixels = images_of(demo["train"]).astype(np.float32) / 255
+    validation, labels = images_of(demo["val"]).astype(np.float32) / 255, labels_of(demo["val"])
+    config = vae.TrainConfig(epochs=5, refine_steps=100)
+    before, gmm_before, history_before = vae.fit_classifier(pixels, validation, labels,
+                                                            vae.dataclasses.replace(config, decoder_epochs=0),
+                                                            log=lambda *_: None)
+    after, gmm_after, history = vae.fit_classifier(pixels, validation, labels, config, log=lambda *_: None)
+    assert [entry["stage"] for entry in history] == [entry["stage"] for entry in history_before] + ["decoder"] * 10
+    for name, weights in before.state_dict().items():  # the encoder as it was, the decoder changed
+        assert torch.equal(weights, after.state_dict()[name]) != name.startswith("decoder.")
+    assert all(np.array_equal(gmm_before[key], gmm_after[key]) for key in ("weights", "means", "covariances", "digits"))
+    assert all(parameter.requires_grad for parameter in after.parameters())
+
+    def reconstruction_loss(model: vae.VAE) -> float:
+        reconstructed = torch.from_numpy(vae.reconstruct(model, pixels))
+        return torch.nn.functional.binary_cross_entropy(reconstructed, torch.from_numpy(pixels)).item()
+
+    assert reconstruction_loss(after) < reconstruction_loss(before)
