@@ -24,7 +24,7 @@ demo: .venv/.installed
 	cd demo && ../$(PYTHON) ../scripts/score.py --test test.npz --recon recon.npz
 
 lint: .venv/.installed
-	$(PYTHON) -m ruff check vae.py scripts tests
+	$(PYTHON) -m ruff check vae.py scripts tests run.ipynb
 	.venv/bin/vermin -q -t=3.10- --violations --no-tips --eval-annotations vae.py
 
 test: lint
