@@ -4,6 +4,7 @@ STARTER := .venv-starter/bin/python
 GRADER := .venv-grader/bin/python
 COURSE_FILE := ../shared/data/mnist_1_4_8_train.npz
 VAE := ../$(PYTHON) ../vae.py
+DRAW_VALIDATION := $(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
 
 .PHONY: demo test test-starter test-grader lint model report benchmark limits submission clean
 
@@ -36,11 +37,14 @@ test-starter: .venv-starter/.installed
 test-grader: .venv-grader/.installed
 	$(GRADER) -m pytest -q
 
+models/val.npz: .venv/.installed  # the shipped model's validation draw: course data, so never committed
+	$(DRAW_VALIDATION)
+
 model: .venv/.installed
-	$(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
+	$(DRAW_VALIDATION)
 	$(PYTHON) vae.py $(COURSE_FILE) models/val.npz train models/vae.pth models/gmm_params.pkl
 
-report: .venv/.installed
+report: models/val.npz
 	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
 
 BASELINE ?= a1fc881

@@ -9,6 +9,8 @@ their validation sets with the same routine, `draw_validation`.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +31,9 @@ def main() -> None:
     parser.add_argument("--per-digit", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not Path(args.source).is_file():
+        sys.exit(f"draw_validation.py: {args.source}: no such file (the course file is kept in ../shared/data; "
+                 "make takes another path as COURSE_FILE=...)")
     with np.load(args.source) as archive:
         images, labels = archive["data"], archive["labels"]
     chosen = draw_validation(labels, np.random.default_rng(args.seed), args.per_digit)
