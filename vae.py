@@ -10,8 +10,8 @@ modes:
   test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean (float32)
   test_classifier      writes vae.csv: header Predicted_Label, one digit per image
 
-Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255 or
-float 0-1; (N,H,W), (N,H*W), (N,1,H,W) or (H,W).
+Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255,
+float 0-1 or 0-255; (N,H,W), (N,H*W), (N,1,H,W) or (H,W).
 The report's figures: python scripts/report.py (see the README).
 """
 

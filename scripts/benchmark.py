@@ -9,7 +9,7 @@ gives, per seed, F1avg's mean and worst over the draws, then the mean over seeds
 `--baseline REV` runs the vae.py of that git revision on the same pairs, interleaved with this one, so
 that every comparison and every time ratio comes from one run on one machine.
 
-    python scripts/benchmark.py --baseline 928bdf2   # the README's table: seeds 0-4, 5 draws each
+    python scripts/benchmark.py --baseline a1fc881   # the README's table: seeds 0-4, 5 draws each
     python scripts/benchmark.py --quick              # a small, fast run for CI
     python scripts/benchmark.py -- --beta 0.5        # extra flags after -- go to vae.py train
 """
