@@ -25,20 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from draw_validation import draw_validation
+from draw_validation import draw_validation, read_course_file
 from score import classification_scores, print_table, reconstruction_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_FILE = ROOT.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
 SPLIT_SEED = 2024
-
-
-def read_course_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The course file's images and labels; a one-line exit when it is missing."""
-    if not path.is_file():
-        sys.exit(f"{Path(sys.argv[0]).name}: {path} not found; it is the course file kept in ../shared/data")
-    with np.load(path) as archive:
-        return archive["data"], archive["labels"]
 
 
 def split_course_file(images: np.ndarray, labels: np.ndarray, train_fraction: float = 0.8):

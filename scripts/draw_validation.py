@@ -3,7 +3,8 @@
     python scripts/draw_validation.py ../shared/data/mnist_1_4_8_train.npz models/val.npz
 
 `make model` uses it with the default seed, so the shipped model can be reproduced. The tools draw
-their validation sets with the same routine, `draw_validation`.
+their validation sets with the same routine, `draw_validation`, and read the course file with
+`read_course_file`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def read_course_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The course file's images and labels; a one-line exit when it is missing."""
+    if not path.is_file():
+        sys.exit(f"{Path(sys.argv[0]).name}: {path} not found; it is the course file kept in ../shared/data")
+    with np.load(path) as archive:
+        return archive["data"], archive["labels"]
 
 
 def draw_validation(labels: np.ndarray, rng: np.random.Generator, per_digit: int = 5,
@@ -31,11 +40,7 @@ def main() -> None:
     parser.add_argument("--per-digit", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if not Path(args.source).is_file():
-        sys.exit(f"draw_validation.py: {args.source}: no such file (the course file is kept in ../shared/data; "
-                 "make takes another path as COURSE_FILE=...)")
-    with np.load(args.source) as archive:
-        images, labels = archive["data"], archive["labels"]
+    images, labels = read_course_file(Path(args.source))
     chosen = draw_validation(labels, np.random.default_rng(args.seed), args.per_digit)
     np.savez(args.output, data=images[chosen], labels=labels[chosen])
     print(f"{args.output}: {len(chosen)} images, digits {np.unique(labels).tolist()}")

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchmark import COURSE_FILE, read_course_file, split_course_file, validation_and_test
+from benchmark import COURSE_FILE, split_course_file, validation_and_test
+from draw_validation import read_course_file
 from score import classification_scores, print_table, reconstruction_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
