@@ -66,7 +66,7 @@ class TrainConfig:
     hidden: tuple[int, ...] = _setting((512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
     latent_dim: int = _setting(2, "latent dimensions")
     refine_rounds: int = _setting(2, "rounds of self-training after the first GMM fit (0: none)")
-    refine_steps: int = _setting(1000, "optimiser steps per round, pulling each code toward its image's component")
+    refine_steps: int = _setting(750, "optimiser steps per round, pulling each code toward its image's component")
     refine_weight: float = _setting(50.0, "weight of that pull")
     refine_lr: float = _setting(3e-4, "learning rate of those steps")
     refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
