@@ -118,6 +118,13 @@ def test_jittered_views_of_oblong_images_turn_by_the_same_angles():
     assert np.allclose(vae.jittered(torch.from_numpy(wide[None, None]), 0.0).numpy()[0, 0], wide, rtol=0, atol=1e-5)
 
 
+def test_jittered_views_carry_no_gradient():
+    """grid_sample has no deterministic CUDA backward, so under use_deterministic_algorithms a view that
+    carried a gradient would stop self-training on a GPU."""
+    images = torch.rand(4, 1, 28, 28, requires_grad=True)
+    assert not vae.jittered(images, strength=0.5).requires_grad
+
+
 def test_nearest_images_match_a_brute_force_search():
     rng = np.random.default_rng(2)
     pixels = rng.random((40, 6, 5)).astype(np.float32)
