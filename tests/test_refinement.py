@@ -119,8 +119,8 @@ def test_jittered_views_of_oblong_images_turn_by_the_same_angles():
 
 
 def test_jittered_views_carry_no_gradient():
-    """grid_sample has no deterministic CUDA backward, so under use_deterministic_algorithms a view that
-    carried a gradient would stop self-training on a GPU."""
+    """grid_sample has no deterministic CUDA backward, so a view that carried a gradient would make
+    self-training on a GPU give another model each time."""
     images = torch.rand(4, 1, 28, 28, requires_grad=True)
     assert not vae.jittered(images, strength=0.5).requires_grad
 
