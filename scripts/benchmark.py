@@ -11,6 +11,7 @@ that every comparison and every time ratio comes from one run on one machine.
 
     python scripts/benchmark.py --baseline a1fc881   # the README's table: seeds 0-4, 5 draws each
     python scripts/benchmark.py --quick              # a small, fast run for CI
+    python scripts/benchmark.py --split 1 --draws 2  # another split: other digits held out
     python scripts/benchmark.py -- --beta 0.5        # extra flags after -- go to vae.py train
 """
 
@@ -33,9 +34,9 @@ COURSE_FILE = ROOT.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
 SPLIT_SEED = 2024
 
 
-def split_course_file(images: np.ndarray, labels: np.ndarray, train_fraction: float = 0.8):
+def split_course_file(images: np.ndarray, labels: np.ndarray, train_fraction: float = 0.8, seed: int = SPLIT_SEED):
     """Indices of the development training part and of the held-out part, stratified by digit."""
-    rng = np.random.default_rng(SPLIT_SEED)
+    rng = np.random.default_rng(seed)
     train, held_out = [], []
     for digit in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == digit))
@@ -123,17 +124,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds (default 0-4)")
     parser.add_argument("--draws", type=int, default=5, help="validation draws per seed (default 5)")
     parser.add_argument("--baseline", help="a git revision whose vae.py runs beside this one, e.g. a1fc881")
+    parser.add_argument("--split", type=int, default=SPLIT_SEED,
+                        help=f"the seed of the split into training and held-out parts (default {SPLIT_SEED})")
     parser.add_argument("--quick", action="store_true", help="2,000 training images, 20 epochs, seed 0, 2 draws")
     parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
-    train, held_out = split_course_file(images, labels)
+    train, held_out = split_course_file(images, labels, seed=args.split)
     seeds, draws, train_flags = args.seeds, args.draws, list(args.train_flags)
     if args.quick:
         train, seeds, draws, train_flags = train[:2000], seeds[:1], min(draws, 2), ["--epochs", "20", *train_flags]
-    print(f"training images {len(train)}, held-out images {len(held_out)}, seeds {seeds}, draws {draws}, "
-          f"flags {' '.join(train_flags) or '(defaults)'}", flush=True)
+    print(f"training images {len(train)}, held-out images {len(held_out)} (split {args.split}), seeds {seeds}, "
+          f"draws {draws}, flags {' '.join(train_flags) or '(defaults)'}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         variants = {"vae.py": ROOT / "vae.py"}
