@@ -34,7 +34,7 @@ COURSE_FILE = ROOT.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
 SPLIT_SEED = 2024
 
 
-def split_course_file(images: np.ndarray, labels: np.ndarray, train_fraction: float = 0.8, seed: int = SPLIT_SEED):
+def split_course_file(labels: np.ndarray, train_fraction: float = 0.8, seed: int = SPLIT_SEED):
     """Indices of the development training part and of the held-out part, stratified by digit."""
     rng = np.random.default_rng(seed)
     train, held_out = [], []
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
-    train, held_out = split_course_file(images, labels, seed=args.split)
+    train, held_out = split_course_file(labels, seed=args.split)
     seeds, draws, train_flags = args.seeds, args.draws, list(args.train_flags)
     if args.quick:
         train, seeds, draws, train_flags = train[:2000], seeds[:1], min(draws, 2), ["--epochs", "20", *train_flags]

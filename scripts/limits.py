@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
-    train, held_out = split_course_file(images, labels)
+    train, held_out = split_course_file(labels)
     train_pixels = images[train].astype(np.float32) / 255
     held_pixels = images[held_out].astype(np.float32) / 255
     train_labels = torch.from_numpy(labels[train])
