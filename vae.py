@@ -1,21 +1,21 @@
 """Few-shot digit classification with a VAE and a Gaussian mixture (COL333/COL671 A3, Part II).
 
 An MLP VAE learns a 2-D latent space from unlabelled images; a Gaussian mixture written in NumPy,
-fitted by EM on the latent means and anchored by 5 labelled validation images per digit, turns it
+fitted by EM on the latent codes and anchored by 5 labelled validation images per digit, turns it
 into a classifier.
 
 modes:
-  train                trains the VAE on TRAIN's images (its labels are never used), fits one GMM component
-                       per digit in VAL's labels, saves vae.pth (a state_dict), gmm_params.pkl (a dict)
-  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean (float32)
+  train                trains the VAE on TRAIN's images (its labels are never used), fits one GMM
+                       component per digit in VAL's labels, saves vae.pth (a state_dict) and
+                       gmm_params.pkl (a dict)
+  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean
+                       (float32)
   test_classifier      writes vae.csv: header Predicted_Label, one digit per image
 
 Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255,
 float 0-1 or 0-255; (N,H,W), (N,H*W), (N,1,H,W) or (H,W).
 The report's figures: python scripts/report.py (see the README).
 """
-
-from __future__ import annotations
 
 import argparse
 import contextlib
@@ -32,7 +32,7 @@ import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -49,12 +49,17 @@ class InputError(Exception):
     """A problem with the user's input or command line: reported in one line, exit code 2."""
 
 
-# -----------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Settings: every training default, once. The flags of `train` are made from these fields.
 
 
 def _setting(default, meaning: str):
     return dataclasses.field(default=default, metadata={"help": meaning})
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: refine_steps -> --refine-steps."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,34 +68,44 @@ class TrainConfig:
     batch_size: int = _setting(128, "images per optimiser step")
     lr: float = _setting(2e-3, "peak learning rate")
     beta: float = _setting(0.1, "weight of the KL term; 0.1 gives clusters the GMM separates well")
-    hidden: tuple[int, ...] = _setting((512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
+    hidden: tuple[int, ...] = _setting(
+        (512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
     latent_dim: int = _setting(2, "latent dimensions")
-    refine_rounds: int = _setting(2, "rounds of self-training after the first GMM fit (0: none)")
-    refine_steps: int = _setting(750, "optimiser steps per round, pulling each code toward its image's component")
-    refine_weight: float = _setting(50.0, "weight of that pull")
-    refine_lr: float = _setting(3e-4, "learning rate of those steps")
-    refine_neighbours: int = _setting(10, "nearest images (deskewed, blurred) that choose each image's component")
-    refine_jitter: float = _setting(0.5, "random turns, scalings, shifts of views also pulled (1: 10 deg, 10 %%, 5 %%)")
-    decoder_epochs: int = _setting(10, "passes training the decoder alone after self-training, on 4x batches (0: none)")
+    refine_rounds: int = _setting(
+        2, "rounds of refinement toward the GMM after its first fit (0: none)")
+    refine_steps: int = _setting(
+        750, "optimiser steps per round, pulling each code toward its image's component")
+    refine_weight: float = _setting(50.0, "weight of the refinement's cluster loss")
+    refine_lr: float = _setting(3e-4, "learning rate of the refinement")
+    refine_neighbours: int = _setting(
+        10, "nearest images (deskewed, blurred) that choose each image's component")
+    refine_jitter: float = _setting(
+        0.5, "random turns, scalings, shifts of views also pulled (1: 10 deg, 10 %%, 5 %%)")
+    decoder_epochs: int = _setting(
+        10, "passes training the decoder alone after the refinement, on 4x batches (0: none)")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
-        for name, minimum in {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
-                              "refine_steps": 1, "refine_neighbours": 1, "decoder_epochs": 0, "seed": 0}.items():
-            if not minimum <= (value := getattr(self, name)) < math.inf:
-                raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
-        if not 0 <= self.refine_jitter <= 5:  # at 10, some views would be magnified to a single pixel
+        minimums = {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
+                    "refine_steps": 1, "refine_neighbours": 1, "decoder_epochs": 0, "seed": 0}
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if not minimum <= value < math.inf:
+                raise InputError(f"{flag(name)} must be at least {minimum}, got {value}")
+        if not 0 <= self.refine_jitter <= 5:  # at 10, some views would shrink to a single pixel
             raise InputError(f"--refine-jitter must be between 0 and 5, got {self.refine_jitter}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
-            if not 0 < getattr(self, name) < math.inf:
-                raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not 0 < value < math.inf:
+                raise InputError(f"{flag(name)} must be a positive number, got {value}")
         if not self.hidden or min(self.hidden) < 1:
-            raise InputError(f"--hidden must be positive sizes, got {' '.join(map(str, self.hidden))}")
+            sizes = " ".join(map(str, self.hidden))
+            raise InputError(f"--hidden must be positive sizes, got {sizes}")
 
 
 DEFAULTS = TrainConfig()
 
-# -----------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Data: .npz files of images in any of the common layouts, scaled to [0, 1].
 
 
@@ -100,36 +115,93 @@ class Images(NamedTuple):
     file_shape: tuple[int, ...]  # the layout of the file's image array, for writing results back
 
 
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the least of the machine's available memory and a
+    container's (cgroup v2) room; None where neither can be read."""
+    limits = []
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        limits.append(int(fields["MemAvailable"].split()[0]) * 1024)
+    with contextlib.suppress(OSError, ValueError):  # a limit of "max" (none) raises ValueError
+        with open("/sys/fs/cgroup/memory.max") as limit:
+            with open("/sys/fs/cgroup/memory.current") as use:
+                limits.append(int(limit.read()) - int(use.read()))
+    if not limits:  # macOS; Windows has no sysconf
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return min(limits) if limits else None
+
+
+def _check_fits_in_memory(archive: zipfile.ZipFile, key: str, path: str) -> None:
+    """Refuse, from its .npy header alone, an array whose loading would exhaust the memory: a small
+    compressed file can declare millions of images."""
+    member = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:  # a newer format: numpy reads and checks it
+            return
+    values = math.prod(shape)
+    needed = values * (dtype.itemsize + 12)  # the float64 scaling copy and the float32 result
+    available = available_memory()
+    if available is not None and needed > available:
+        raise InputError(f"{path}: '{key}' declares {values:,} values of shape {shape}: loading "
+                         f"needs about {needed / 2**30:,.1f} GiB, but {available / 2**30:,.1f} GiB "
+                         "of memory are free")
+
+
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads TRAIN's)."""
+    """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads
+    TRAIN's)."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: not an .npz archive (save images with numpy.savez(path, data=images))")
+        raise InputError(f"{path}: not an .npz archive "
+                         "(save images with numpy.savez(path, data=images))")
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = archive.files
-            image_keys = ["data"] if "data" in keys else [key for key in keys if key != "labels"]
-            images = archive[image_keys[0]] if len(image_keys) == 1 else None
-            labels = archive["labels"] if want_labels and "labels" in keys else None
-    except Exception as error:  # a damaged archive raises from zipfile, zlib or numpy's format reader
-        raise InputError(f"{path}: corrupt or unreadable .npz file ({type(error).__name__}: {error})") from None
-    if images is None:
-        raise InputError(f"{path}: no image array: expected key 'data', found {sorted(keys)}")
+            if "data" in keys:
+                image_keys = ["data"]
+            else:
+                image_keys = [key for key in keys if key != "labels"]
+            if len(image_keys) != 1:
+                found = sorted(keys)
+                raise InputError(f"{path}: no image array: expected key 'data', found {found}")
+            _check_fits_in_memory(archive.zip, image_keys[0], path)
+            images = archive[image_keys[0]]
+            labels = None
+            if want_labels and "labels" in keys:
+                _check_fits_in_memory(archive.zip, "labels", path)
+                labels = archive["labels"]
+    except InputError:
+        raise
+    except Exception as error:  # a damaged archive raises from zipfile, zlib or numpy's reader
+        reason = f"{type(error).__name__}: {error}"
+        raise InputError(f"{path}: corrupt or unreadable .npz file ({reason})") from None
     return images, labels
 
 
 def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) -> np.ndarray:
-    """Reshape any accepted layout to (N, H, W)."""
+    """Reshape any accepted layout to (N, H, W). A 2-D array is a stack of flat images when its rows
+    have the model's size or, with no model yet, a square number of pixels; else a single image."""
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim == 2:
-        (rows, columns), side = array.shape, math.isqrt(array.shape[1])
-        flat = columns == pixels_per_image if pixels_per_image else side * side == columns and rows != columns
-        if flat and side * side == columns:
-            array = array.reshape(rows, side, side)
-        elif flat:
+        rows, columns = array.shape
+        side = math.isqrt(columns)
+        if pixels_per_image is None:
+            flat = side * side == columns
+        else:
+            flat = columns == pixels_per_image
+        if flat and side * side != columns:
             raise InputError(f"{path}: rows of {columns} pixels are not square images")
+        if flat:
+            array = array.reshape(rows, side, side)
         else:
             array = array[None]
     if array.ndim != 3:
@@ -144,20 +216,34 @@ def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
     """uint8 0-255, float 0-1 or float 0-255 to float32 in [0, 1]."""
     if array.dtype == bool:
         return array.astype(np.float32)
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+    is_number = np.issubdtype(array.dtype, np.number)
+    if not is_number or np.issubdtype(array.dtype, np.complexfloating):
         raise InputError(f"{path}: images must be numbers, not {array.dtype}")
     values = array.astype(np.float64)
     if not np.isfinite(values).all():
         raise InputError(f"{path}: images contain NaN or infinite values")
-    low, high = values.min(), values.max()
+    low = values.min()
+    high = values.max()
     if low < 0 or high > 255:
-        raise InputError(f"{path}: pixel values must lie in [0, 255] or [0, 1], found [{low:g}, {high:g}]")
+        raise InputError(f"{path}: pixel values must lie in [0, 255] or [0, 1], "
+                         f"found [{low:g}, {high:g}]")
     if np.issubdtype(array.dtype, np.integer) or high > 1:
-        values = values / 255.0
+        np.divide(values, 255.0, out=values)
     return values.astype(np.float32)
 
 
-def load_images(path: str, pixels_per_image: int | None = None, labels: str = "optional") -> Images:
+def _whole_number_labels(labels: np.ndarray, count: int, path: str) -> np.ndarray:
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size != count:
+        raise InputError(f"{path}: {labels.size} labels for {count} images")
+    is_number = np.issubdtype(labels.dtype, np.number)
+    if not (is_number and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))):
+        raise InputError(f"{path}: labels must be whole numbers")
+    return labels.astype(np.int64)
+
+
+def load_images(path: str, pixels_per_image: int | None = None,
+                labels: str = "optional") -> Images:
     """Read, check and scale images to [0, 1]; `labels` is "ignore", "optional" or "required"."""
     raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
     file_shape = tuple(raw.shape)
@@ -165,36 +251,35 @@ def load_images(path: str, pixels_per_image: int | None = None, labels: str = "o
     pixels = _scale_to_unit(stack, path)
     if pixels_per_image is not None and pixels[0].size != pixels_per_image:
         side = math.isqrt(pixels_per_image)
-        trained = f"{side}x{side}" if side * side == pixels_per_image else f"{pixels_per_image}-pixel"
-        raise InputError(f"{path}: images of {pixels.shape[1]}x{pixels.shape[2]} pixels, but the model was trained "
-                         f"on {trained} images")
+        if side * side == pixels_per_image:
+            trained = f"{side}x{side}"
+        else:
+            trained = f"{pixels_per_image}-pixel"
+        raise InputError(f"{path}: images of {pixels.shape[1]}x{pixels.shape[2]} pixels, "
+                         f"but the model was trained on {trained} images")
     if found_labels is not None:
-        found_labels = np.asarray(found_labels).reshape(-1)
-        if found_labels.size != len(pixels):
-            raise InputError(f"{path}: {found_labels.size} labels for {len(pixels)} images")
-        numeric = np.issubdtype(found_labels.dtype, np.number)
-        whole = numeric and np.all(np.isfinite(found_labels)) and np.all(found_labels == np.round(found_labels))
-        if not whole:
-            raise InputError(f"{path}: labels must be whole numbers")
-        found_labels = found_labels.astype(np.int64)
+        found_labels = _whole_number_labels(found_labels, len(pixels), path)
     if labels == "required" and found_labels is None:
-        raise InputError(f"{path}: the validation file needs a 'labels' array (the digit of each image)")
+        raise InputError(f"{path}: the validation file needs a 'labels' array "
+                         "(the digit of each image)")
     return Images(pixels, found_labels, file_shape)
 
 
-# -----------------------------------------------------------------------------------------------
-# Model: an MLP encoder to a Gaussian posterior q(z|x), and an MLP decoder to Bernoulli pixel logits.
+# -------------------------------------------------------------------------------------------------
+# Model: an MLP encoder to a Gaussian posterior q(z|x), an MLP decoder to Bernoulli pixel logits.
 
 
 class VAE(nn.Module):
     def __init__(self, input_dim: int = 784, hidden_dims: tuple[int, ...] = DEFAULTS.hidden,
                  latent_dim: int = DEFAULTS.latent_dim) -> None:
         super().__init__()
-        self.input_dim, self.latent_dim = input_dim, latent_dim
+        self.input_dim = input_dim
+        self.latent_dim = latent_dim
         self.encoder = _mlp([input_dim, *hidden_dims])
         self.to_mean = nn.Linear(hidden_dims[-1], latent_dim)
         self.to_log_var = nn.Linear(hidden_dims[-1], latent_dim)
-        self.decoder = nn.Sequential(_mlp([latent_dim, *reversed(hidden_dims)]), nn.Linear(hidden_dims[0], input_dim))
+        self.decoder = nn.Sequential(_mlp([latent_dim, *reversed(hidden_dims)]),
+                                     nn.Linear(hidden_dims[0], input_dim))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(x.flatten(1))
@@ -210,117 +295,162 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects: decoded from a sample
-        of q(z|x) in training mode, from the mean in eval mode (what test_reconstruction writes)."""
+        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects: decoded
+        from a sample of q(z|x) in training mode, from the mean in eval mode (what
+        test_reconstruction writes)."""
         mean, log_var = self.encode(x)
-        return self.decode(self.sample(mean, log_var) if self.training else mean), mean, log_var
+        if self.training:
+            z = self.sample(mean, log_var)
+        else:
+            z = mean
+        return self.decode(z), mean, log_var
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> VAE:
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "VAE":
         """Rebuild a VAE of whatever sizes `state` was trained with, and load it."""
-        hidden = tuple(state[k].shape[0] for k in state if k.startswith("encoder.") and k.endswith(".weight"))
-        model = cls(state["encoder.0.weight"].shape[1], hidden, state["to_mean.weight"].shape[0])
+        hidden = tuple(weight.shape[0] for key, weight in state.items()
+                       if key.startswith("encoder.") and key.endswith(".weight"))
+        input_dim = state["encoder.0.weight"].shape[1]
+        model = cls(input_dim, hidden, latent_dim=state["to_mean.weight"].shape[0])
         model.load_state_dict(state)
         return model.eval()
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
-    return nn.Sequential(*(layer for a, b in zip(sizes, sizes[1:]) for layer in (nn.Linear(a, b), nn.ELU())))
+    layers = []
+    for size_in, size_out in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(size_in, size_out), nn.ELU()]
+    return nn.Sequential(*layers)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# -----------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Loss and training.
 
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
              beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image: Bernoulli reconstruction in nats (from logits, for stability) + beta * KL(q(z|x) || N(0, I))."""
-    reconstruction = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum") / len(x)
+    """Per image: Bernoulli reconstruction in nats (from logits, for stability) + beta * KL(q(z|x)
+    || N(0, I)). Returns (loss, reconstruction, KL)."""
+    bce = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum")
+    reconstruction = bce / len(x)
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
     return reconstruction + beta * kl, reconstruction, kl
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2):
+def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2) -> Callable[[int], float]:
     """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
     warmup = max(1, round(warmup_fraction * total_steps))
-    return lambda step: ((step + 1) / warmup if step < warmup
-                         else 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(1, total_steps - warmup), 1.0))))
+    decay_steps = max(1, total_steps - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / decay_steps, 1.0)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
-def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS, log=print) -> tuple[VAE, list[dict[str, float]]]:
-    """Fit a VAE to images (N, H, W) in [0, 1]; return it on the CPU in eval mode, and the epochs' history."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, where there is CUDA
+def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS,
+              log: Callable = print) -> tuple[VAE, list[dict[str, float]]]:
+    """Fit a VAE to images (N, H, W) in [0, 1]; return it on the CPU in eval mode, and the epochs'
+    history."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on CUDA
     torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # an op with no deterministic kernel warns, not fails
+    # An operation with no deterministic kernel (none on the CPU) warns rather than stops training.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     data = _on_device(pixels)
     model = VAE(data.shape[1], config.hidden, config.latent_dim)
     log(f"VAE parameters: {count_parameters(model):,}")
-    return model, run_epochs(model, model, data, config, config.epochs, config.lr, log, decay=True)
+    history = run_epochs(model, data, epochs=config.epochs, batch_size=config.batch_size,
+                         lr=config.lr, beta=config.beta, log=log, decay=True)
+    return model, history
 
 
 def _on_device(pixels: np.ndarray) -> torch.Tensor:
     """Images as one (N, pixels) tensor, on CUDA where there is one: batches are taken by index."""
-    return torch.from_numpy(pixels.reshape(len(pixels), -1)).to("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.from_numpy(pixels.reshape(len(pixels), -1)).to(device)
 
 
-def run_epochs(model: VAE, trained: nn.Module, data: torch.Tensor, config: TrainConfig, epochs: int, lr: float, log,
-               decay: bool = False, pull=None, stage: str = "epoch") -> list[dict[str, float]]:
-    """Minimise the VAE loss, plus `pull(latent means, batch indices)` where given, over `epochs` shuffled passes,
-    by Adam at `lr` (warmed up and decayed where `decay`) on `trained`: the model or a part, the rest held fixed.
-    Trains on the data's device; leaves the model on the CPU, in eval mode."""
+ClusterLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def run_epochs(model: VAE, data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+               beta: float, log: Callable, trained: nn.Module | None = None, decay: bool = False,
+               cluster_loss: ClusterLoss | None = None,
+               stage: str = "epoch") -> list[dict[str, float]]:
+    """Minimise the VAE loss, plus `cluster_loss(codes, batch indices)` where given, over `epochs`
+    shuffled passes, by Adam at `lr` (warmed up and decayed where `decay`) on `trained`: the whole
+    model by default, or a part of it, the rest held fixed. Trains on the data's device; leaves the
+    model on the CPU, in eval mode."""
+    trained = model if trained is None else trained
     model.to(data.device).requires_grad_(False)
     optimizer = torch.optim.Adam(trained.requires_grad_(True).parameters(), lr=lr)
-    steps = epochs * math.ceil(len(data) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps) if decay else lambda _: 1.0)
+    steps = epochs * math.ceil(len(data) / batch_size)
+    factor = warmup_cosine(steps) if decay else (lambda _: 1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
         totals = torch.zeros(4, device=data.device)
-        for batch in torch.randperm(len(data), device=data.device).split(config.batch_size):
+        for batch in torch.randperm(len(data), device=data.device).split(batch_size):
             x = data[batch]
             mean, log_var = model.encode(x)
             logits = model.decoder(model.sample(mean, log_var))
-            loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, config.beta)
-            loss = loss + (extra := pull(mean, batch) if pull else torch.zeros((), device=data.device))
+            loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, beta)
+            if cluster_loss is None:
+                cluster = torch.zeros((), device=data.device)
+            else:
+                cluster = cluster_loss(mean, batch)
+            loss = loss + cluster
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss.item()} in {stage} {epoch}; try a smaller --lr")
+                raise FloatingPointError(f"the loss became {loss.item()} in {stage} {epoch}; "
+                                         "try a smaller --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            totals += torch.stack([loss, reconstruction, kl, extra]).detach() * len(x)
-        values = dict(zip(("loss", "reconstruction", "kl", "pull"), (totals / len(data)).tolist()))
-        history.append({"stage": stage, "epoch": epoch, **values, "seconds": time.perf_counter() - start})
+            totals += torch.stack([loss, reconstruction, kl, cluster]).detach() * len(x)
+        terms = ("loss", "reconstruction", "kl", "cluster")
+        values = dict(zip(terms, (totals / len(data)).tolist()))
+        seconds = time.perf_counter() - start
+        history.append({"stage": stage, "epoch": epoch, **values, "seconds": seconds})
         if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
-            pulled = f"  pull {values['pull']:6.3f}" if pull else ""
-            log(f"{stage} {epoch:3d}/{epochs}  loss {values['loss']:8.3f}  reconstruction "
-                f"{values['reconstruction']:8.3f}  kl {values['kl']:6.3f}{pulled}  {history[-1]['seconds']:6.1f} s")
+            line = (f"{stage} {epoch:3d}/{epochs}  loss {values['loss']:8.3f}  "
+                    f"reconstruction {values['reconstruction']:8.3f}  kl {values['kl']:6.3f}")
+            if cluster_loss is not None:
+                line += f"  cluster {values['cluster']:6.3f}"
+            log(f"{line}  {seconds:6.1f} s")
     model.requires_grad_(True).cpu().eval()
     return history
 
 
 @torch.no_grad()
-def encode_means(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Latent means of images (N, H, W), as float64 for the GMM."""
+def latent_codes(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Each image's code, the mean of q(z|x), for images (N, H, W); float64, for the GMM."""
     data = torch.from_numpy(pixels.reshape(len(pixels), -1))
-    return torch.cat([model.encode(chunk)[0] for chunk in data.split(batch_size)]).double().numpy()
+    codes = [model.encode(chunk)[0] for chunk in data.split(batch_size)]
+    return torch.cat(codes).double().numpy()
 
 
 @torch.no_grad()
 def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Decode each image's latent mean: no sampling, so the same input gives the same output."""
-    codes = torch.from_numpy(encode_means(model, pixels, batch_size)).float()
-    return torch.cat([model.decode(chunk) for chunk in codes.split(batch_size)]).numpy().reshape(pixels.shape)
+    """Decode each image's code: no sampling, so the same input gives the same output."""
+    codes = torch.from_numpy(latent_codes(model, pixels, batch_size)).float()
+    decoded = [model.decode(chunk) for chunk in codes.split(batch_size)]
+    return torch.cat(decoded).numpy().reshape(pixels.shape)
 
 
-# -----------------------------------------------------------------------------------------------
-# Gaussian mixture: EM in the log domain with full covariances. The labelled validation points, when given, keep
-# their component in every E-step and weigh GMM_LABELLED_WEIGHT times an unlabelled one (semi-supervised EM).
+# -------------------------------------------------------------------------------------------------
+# Gaussian mixture: EM in the log domain with full covariances. The labelled validation points, when
+# given, keep their component in every E-step and weigh GMM_LABELLED_WEIGHT times an unlabelled one
+# (semi-supervised EM).
 
 GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
 GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
@@ -328,14 +458,18 @@ GMM_MAX_ITER = 500
 GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabelled ones
 
 
-def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """log(weight_k) + log N(x | mean_k, cov_k) for every point and component: (N, K), through Cholesky factors."""
+def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                  covariances: np.ndarray) -> np.ndarray:
+    """log(weight_k) + log N(x | mean_k, cov_k) for every point and component: (N, K), through
+    Cholesky factors."""
     log_densities = np.empty((len(points), len(means)))
     for k, (mean, covariance) in enumerate(zip(means, covariances)):
         cholesky = np.linalg.cholesky(covariance)
         whitened = np.linalg.solve(cholesky, (points - mean).T)
         log_det = 2.0 * np.log(np.diag(cholesky)).sum()
-        log_densities[:, k] = -0.5 * (points.shape[1] * np.log(2 * np.pi) + log_det + np.square(whitened).sum(axis=0))
+        squared_distance = np.square(whitened).sum(axis=0)
+        log_normaliser = points.shape[1] * np.log(2 * np.pi) + log_det
+        log_densities[:, k] = -0.5 * (log_normaliser + squared_distance)
     return np.log(weights) + log_densities
 
 
@@ -352,27 +486,37 @@ def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray, reg_cov
 
 
 def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-            labelled_points: np.ndarray | None = None, labelled_components: np.ndarray | None = None,
+            labelled_points: np.ndarray | None = None,
+            labelled_components: np.ndarray | None = None,
             labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
             tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> dict:
-    """EM from the given parameters; returns them fitted, and the log-likelihood trace. EM never decreases its
-    objective: a weighted mean of log p(x) over unlabelled points and of log p(x, k) over labelled ones."""
-    from scipy.special import logsumexp  # train only, as in assign_components
+    """EM from the given parameters; returns them fitted, and the log-likelihood trace. EM never
+    decreases its objective: a weighted mean of log p(x) over unlabelled points and of log p(x, k)
+    over labelled ones. With max_iter 0 the start comes back as it was."""
+    from scipy.special import logsumexp  # train only: the test modes start without SciPy
+
     if labelled_points is None:
-        labelled_points, labelled_components = np.empty((0, points.shape[1])), np.empty(0, int)
+        labelled_points = np.empty((0, points.shape[1]))
+        labelled_components = np.empty(0, int)
     fixed = np.eye(len(means))[labelled_components]
     all_points = np.concatenate([points, labelled_points])
-    point_weights = np.concatenate([np.ones(len(points)), np.full(len(labelled_points), labelled_weight)])
+    point_weights = np.concatenate([np.ones(len(points)),
+                                    np.full(len(labelled_points), labelled_weight)])
+    labelled_rows = np.arange(len(labelled_points))
     trace: list[float] = []
+    converged = False
     for _ in range(max_iter):
         log_joint = gmm_log_joint(points, weights, means, covariances)
         log_evidence = logsumexp(log_joint, axis=1)
         labelled_log_joint = gmm_log_joint(labelled_points, weights, means, covariances)
-        labelled_term = labelled_log_joint[np.arange(len(labelled_points)), labelled_components]
-        trace.append(float((log_evidence.sum() + labelled_weight * labelled_term.sum()) / point_weights.sum()))
-        if converged := len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
+        labelled_term = labelled_log_joint[labelled_rows, labelled_components]
+        objective = log_evidence.sum() + labelled_weight * labelled_term.sum()
+        trace.append(float(objective / point_weights.sum()))
+        converged = len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol
+        if converged:
             break
-        responsibilities = np.concatenate([np.exp(log_joint - log_evidence[:, None]), fixed]) * point_weights[:, None]
+        unlabelled = np.exp(log_joint - log_evidence[:, None])
+        responsibilities = np.concatenate([unlabelled, fixed]) * point_weights[:, None]
         weights, means, covariances = _maximisation_step(all_points, responsibilities, reg_covar)
     return {"weights": weights, "means": means, "covariances": covariances,
             "log_likelihood_trace": np.array(trace), "n_iter": len(trace), "converged": converged}
@@ -384,122 +528,165 @@ def gmm_predict(gmm: dict, points: np.ndarray) -> np.ndarray:
     return gmm["digits"][log_joint.argmax(axis=1)]
 
 
-def assign_components(labelled_log_joint: np.ndarray, labelled_components: np.ndarray) -> np.ndarray:
-    """The one-to-one relabelling of components that maximises the labelled points' joint log-likelihood, as EM
-    can carry a component onto another digit's cluster: digit d is component order[d] of the returned `order`."""
-    from scipy.optimize import linear_sum_assignment  # train only: the test modes start without SciPy
+def assign_components(labelled_log_joint: np.ndarray,
+                      labelled_components: np.ndarray) -> np.ndarray:
+    """The one-to-one relabelling of components that maximises the labelled points' joint
+    log-likelihood, as EM can carry a component onto another digit's cluster: digit d is component
+    order[d] of the returned `order`."""
+    from scipy.optimize import linear_sum_assignment  # train only
+
     n_components = labelled_log_joint.shape[1]
-    score = np.zeros((n_components, n_components))  # score[d, k]: digit d's points under component k
+    score = np.zeros((n_components, n_components))  # [d, k]: digit d's points under component k
     np.add.at(score, labelled_components, labelled_log_joint)
     return linear_sum_assignment(score, maximize=True)[1]
 
 
-def fit_digit_gmm(train_latents: np.ndarray, val_latents: np.ndarray, val_labels: np.ndarray) -> dict:
+def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np.ndarray) -> dict:
     """One component per validation digit, started at the digit's validation mean."""
     digits = np.unique(val_labels)
     components = np.searchsorted(digits, val_labels)
-    means = np.stack([val_latents[components == k].mean(axis=0) for k in range(len(digits))])
-    spread = np.cov(train_latents.T).reshape(train_latents.shape[1], -1) / len(digits) ** 2
-    covariances = np.repeat(spread[None], len(digits), axis=0)
-    gmm = fit_gmm(train_latents, np.full(len(digits), 1 / len(digits)), means, covariances, val_latents, components)
-    labelled_log_joint = gmm_log_joint(val_latents, gmm["weights"], gmm["means"], gmm["covariances"])
+    means = np.stack([val_codes[components == k].mean(axis=0) for k in range(len(digits))])
+    dimensions = train_codes.shape[1]
+    start_covariance = np.cov(train_codes.T).reshape(dimensions, -1) / len(digits) ** 2
+    covariances = np.repeat(start_covariance[None], len(digits), axis=0)
+    weights = np.full(len(digits), 1 / len(digits))
+    gmm = fit_gmm(train_codes, weights, means, covariances, val_codes, components)
+    labelled_log_joint = gmm_log_joint(val_codes, gmm["weights"], gmm["means"], gmm["covariances"])
     gmm["digits"] = np.empty_like(digits)
     gmm["digits"][assign_components(labelled_log_joint, components)] = digits
     return gmm
 
 
-# -----------------------------------------------------------------------------------------------
-# Self-training. Once the GMM is fitted, each training image takes the component its nearest images favour (label
-# propagation of the GMM's posteriors, Zhou et al. 2004), which mends most codes in another digit's cluster. Some
-# steps then pull each code, and the code of a jittered view of its image, toward that component beside the VAE
-# loss (as DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
+# -------------------------------------------------------------------------------------------------
+# Refinement toward the GMM (self-training). Once the GMM is fitted, each training image takes the
+# component its nearest images favour (label propagation of the GMM's posteriors, Zhou et al. 2004),
+# which mends most codes in another digit's cluster. Some steps then add a cluster loss to the VAE
+# loss, pulling each code, and the code of a jittered view of its image, toward that component (as
+# DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
 
 
-def gmm_log_responsibilities(means: torch.Tensor, gmm: dict) -> torch.Tensor:
+def gmm_log_responsibilities(codes: torch.Tensor, gmm: dict) -> torch.Tensor:
     """log q(k | z) under the GMM, for latent codes z, differentiable in z: (N, K)."""
-    tensor = functools.partial(torch.as_tensor, dtype=means.dtype, device=means.device)
-    centred = means[:, None, :] - tensor(gmm["means"])
-    mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, tensor(np.linalg.inv(gmm["covariances"])), centred)
+    tensor = functools.partial(torch.as_tensor, dtype=codes.dtype, device=codes.device)
+    centred = codes[:, None, :] - tensor(gmm["means"])
+    precisions = tensor(np.linalg.inv(gmm["covariances"]))
+    mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, precisions, centred)
     log_det = tensor(np.linalg.slogdet(gmm["covariances"])[1])
     return torch.log_softmax(tensor(np.log(gmm["weights"])) - 0.5 * (mahalanobis + log_det), dim=1)
 
 
 def deskewed(pixels: np.ndarray) -> torch.Tensor:
-    """Images (N, H, W) sheared upright and centred by their moments, so a hand's slant stops counting."""
+    """Images (N, H, W) sheared upright and centred by their moments, so a hand's slant stops
+    counting."""
     images = torch.from_numpy(pixels)
-    rows, columns = (torch.linspace(-1, 1, size) for size in images.shape[1:])  # grid_sample's coordinates
+    rows, columns = (torch.linspace(-1, 1, size) for size in images.shape[1:])  # grid_sample's
     mass = images.sum(dim=(1, 2)).clamp_min(1e-12)
-    centre_row, centre_column = (images.sum(dim=2) @ rows) / mass, (images.sum(dim=1) @ columns) / mass
-    down, across = rows[:, None] - centre_row[:, None, None], columns - centre_column[:, None, None]
-    slant = (images * down * across).sum(dim=(1, 2)) / (images * down**2).sum(dim=(1, 2)).clamp_min(1e-12)
-    one, zero = torch.ones_like(slant), torch.zeros_like(slant)
-    shear = torch.stack([torch.stack([one, slant, centre_column], 1), torch.stack([zero, one, centre_row], 1)], 1)
+    centre_row = (images.sum(dim=2) @ rows) / mass
+    centre_column = (images.sum(dim=1) @ columns) / mass
+    down = rows[:, None] - centre_row[:, None, None]
+    across = columns - centre_column[:, None, None]
+    covariance = (images * down * across).sum(dim=(1, 2))
+    slant = covariance / (images * down**2).sum(dim=(1, 2)).clamp_min(1e-12)
+    one = torch.ones_like(slant)
+    zero = torch.zeros_like(slant)
+    shear = torch.stack([torch.stack([one, slant, centre_column], 1),
+                         torch.stack([zero, one, centre_row], 1)], 1)
     grid = F.affine_grid(shear, [len(images), 1, *images.shape[1:]], align_corners=True)
     return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]
 
 
 @torch.no_grad()
 def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
-    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x (10 degrees, 10 %, 5 %)."""
-    u = (torch.rand(4, len(images), device=images.device, dtype=images.dtype) * 2 - 1) * strength  # uniform, x strength
-    angle, size, aspect = u[0] * math.radians(10), 1 + 0.1 * u[1], (images.shape[2] - 1) / (images.shape[3] - 1)
-    cos, sin = torch.cos(angle) * size, torch.sin(angle) * size  # aspect: a turn of pixels, not of [-1, 1]
-    matrices = torch.stack([cos, -sin * aspect, 0.1 * u[2], sin / aspect, cos, 0.1 * u[3]], 1).view(-1, 2, 3)
-    return F.grid_sample(images, F.affine_grid(matrices, list(images.shape), align_corners=True), align_corners=True)
+    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x
+    (10 degrees, 10 %, 5 % of the side)."""
+    uniform = torch.rand(4, len(images), device=images.device, dtype=images.dtype)
+    u = (uniform * 2 - 1) * strength
+    angle = u[0] * math.radians(10)
+    size = 1 + 0.1 * u[1]
+    aspect = (images.shape[2] - 1) / (images.shape[3] - 1)  # a turn of pixels, not of [-1, 1]^2
+    cos = torch.cos(angle) * size
+    sin = torch.sin(angle) * size
+    matrices = torch.stack([cos, -sin * aspect, 0.1 * u[2], sin / aspect, cos, 0.1 * u[3]], 1)
+    grid = F.affine_grid(matrices.view(-1, 2, 3), list(images.shape), align_corners=True)
+    return F.grid_sample(images, grid, align_corners=True)
+
+
+def neighbour_features(pixels: np.ndarray) -> torch.Tensor:
+    """Images (N, H, W) deskewed, then blurred by a 3x3 box, flat: blurred, a stroke drawn a pixel
+    away still overlaps, so distances compare shapes, not positions."""
+    return F.avg_pool2d(deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
 
 
 def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tensor:
-    """Indices (N, k) of each image's k nearest images, itself among them, deskewed and then blurred by a 3x3
-    box: blurred, a stroke drawn a pixel away still overlaps, so the distance compares shapes, not positions."""
-    points = F.avg_pool2d(deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
-    return torch.cat([torch.cdist(part, points).topk(min(k, len(points)), largest=False).indices
-                      for part in points.split(chunk)])
+    """Indices (N, k) of each image's k nearest images by `neighbour_features`, itself included."""
+    points = neighbour_features(pixels)
+    k = min(k, len(points))
+    parts = points.split(chunk)
+    return torch.cat([torch.cdist(part, points).topk(k, largest=False).indices for part in parts])
 
 
-def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor, spread: float = 0.9, steps: int = 20
-              ) -> torch.Tensor:
-    """Label propagation: `steps` times, each row becomes `spread` x its neighbours' mean + (1 - `spread`) x
-    its start. A row's start then weighs 1 - spread, a neighbour h hops away about spread ** h."""
+def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor, alpha: float = 0.9,
+              steps: int = 20) -> torch.Tensor:
+    """Label propagation: `steps` times, each row becomes `alpha` x its neighbours' mean +
+    (1 - `alpha`) x its start. A row's start then weighs 1 - alpha, a neighbour h hops away about
+    alpha ** h."""
     propagated = probabilities
     for _ in range(steps):
-        propagated = spread * propagated[neighbours].mean(dim=1) + (1 - spread) * probabilities
+        propagated = alpha * propagated[neighbours].mean(dim=1) + (1 - alpha) * probabilities
     return propagated
 
 
-def refine_toward_gmm(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor, gmm: dict, config: TrainConfig,
-                      log) -> list[dict]:
-    """Train `model` on, adding the pull toward each image's propagated component; return the history."""
+def refine_toward_gmm(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor, gmm: dict,
+                      config: TrainConfig, log: Callable) -> list[dict]:
+    """Train `model` on with the cluster loss toward each image's propagated component; return the
+    history."""
     data = _on_device(pixels)
-    posteriors = gmm_log_responsibilities(torch.from_numpy(encode_means(model, pixels)), gmm).exp()
+    start_codes = torch.from_numpy(latent_codes(model, pixels))
+    posteriors = gmm_log_responsibilities(start_codes, gmm).exp()
     targets = propagate(posteriors, neighbours).argmax(dim=1).to(data.device)
+    image_shape = (-1, 1, *pixels.shape[1:])
 
-    def pull(means: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """The cross-entropy to each image's component, averaged over its code and a jittered view's code."""
-        views = model.encode(jittered(data[batch].view(-1, 1, *pixels.shape[1:]), config.refine_jitter))[0]
-        log_q = gmm_log_responsibilities(torch.cat([means, views]), gmm)
+    def cluster_loss(codes: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy to each image's component, averaged over its code and a jittered view's."""
+        views = jittered(data[batch].view(image_shape), config.refine_jitter)
+        view_codes = model.encode(views)[0]
+        log_q = gmm_log_responsibilities(torch.cat([codes, view_codes]), gmm)
         return config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
 
-    epochs = max(1, round(config.refine_steps / math.ceil(len(data) / config.batch_size)))
-    return run_epochs(model, model, data, config, epochs, config.refine_lr, log, pull=pull, stage="refine")
+    batches_per_epoch = math.ceil(len(data) / config.batch_size)
+    epochs = max(1, round(config.refine_steps / batches_per_epoch))
+    return run_epochs(model, data, epochs=epochs, batch_size=config.batch_size,
+                      lr=config.refine_lr, beta=config.beta, log=log, cluster_loss=cluster_loss,
+                      stage="refine")
 
 
 def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                   config: TrainConfig = DEFAULTS, log=print) -> tuple[VAE, dict, list[dict]]:
-    """The whole method: the VAE, the GMM, the pull toward it, the GMM fitted again, then the decoder alone."""
+                   config: TrainConfig = DEFAULTS,
+                   log: Callable = print) -> tuple[VAE, dict, list[dict]]:
+    """The whole method: the VAE, the GMM, the refinement toward it, the GMM fitted again after
+    each round, then the decoder alone."""
     model, history = train_vae(train_pixels, config, log)
-    gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
-    neighbours = nearest_images(train_pixels, config.refine_neighbours) if config.refine_rounds else None
+
+    def fitted_gmm() -> dict:
+        train_codes = latent_codes(model, train_pixels)
+        return fit_digit_gmm(train_codes, latent_codes(model, val_pixels), val_labels)
+
+    gmm = fitted_gmm()
+    if config.refine_rounds:
+        neighbours = nearest_images(train_pixels, config.refine_neighbours)
     for _ in range(config.refine_rounds):
         history += refine_toward_gmm(model, train_pixels, neighbours, gmm, config, log)
-        gmm = fit_digit_gmm(encode_means(model, train_pixels), encode_means(model, val_pixels), val_labels)
-    if config.refine_rounds and config.decoder_epochs:  # the pull moved the codes under a decoder at a constant rate
-        large_batches = dataclasses.replace(config, batch_size=4 * config.batch_size)
-        history += run_epochs(model, model.decoder, _on_device(train_pixels), large_batches, config.decoder_epochs,
-                              config.lr, log, decay=True, stage="decoder")
+        gmm = fitted_gmm()
+    # The refinement moved the codes under a decoder trained at a constant rate: the decoder alone
+    # catches up, the encoder and so every code and prediction held as they are.
+    if config.refine_rounds and config.decoder_epochs:
+        history += run_epochs(model, _on_device(train_pixels), epochs=config.decoder_epochs,
+                              batch_size=4 * config.batch_size, lr=config.lr, beta=config.beta,
+                              log=log, trained=model.decoder, decay=True, stage="decoder")
     return model, gmm, history
 
 
-# -----------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Files: every output is written to a temporary file beside it and renamed into place, so a failed
 # or interrupted run leaves existing outputs as they were. Inputs are read without running code.
 
@@ -515,7 +702,8 @@ def atomic_outputs(*paths: str) -> Iterator[list[str]]:
             os.close(handle)
             temporaries.append(temporary)
         yield temporaries
-        os.umask(umask := os.umask(0))  # the only way to read the umask is to set it
+        umask = os.umask(0)  # the only way to read the umask is to set it
+        os.umask(umask)
         for temporary, path in zip(temporaries, paths):
             os.chmod(temporary, 0o666 & ~umask)
             os.replace(temporary, path)
@@ -553,12 +741,16 @@ def load_model(path: str) -> tuple[VAE, str]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         return VAE.from_state_dict(state), state_fingerprint(state)
     except Exception:
-        raise InputError(f"{path}: not a VAE state_dict saved by this program (vae.py ... train)") from None
+        raise InputError(f"{path}: not a VAE state_dict saved by this program "
+                         "(vae.py ... train)") from None
 
 
 _NUMPY_RECONSTRUCTORS = {  # what pickle needs to rebuild arrays, under NumPy 1 and 2 module names
-    "_reconstruct": np.ndarray((0,)).__reduce__()[0], "scalar": np.float64(0).__reduce__()[0],
-    "_frombuffer": np.ndarray((1,)).__reduce_ex__(5)[0], "dtype": np.dtype, "ndarray": np.ndarray,
+    "_reconstruct": np.ndarray((0,)).__reduce__()[0],
+    "scalar": np.float64(0).__reduce__()[0],
+    "_frombuffer": np.ndarray((1,)).__reduce_ex__(5)[0],
+    "dtype": np.dtype,
+    "ndarray": np.ndarray,
 }
 
 
@@ -584,21 +776,26 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
         raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
     if not isinstance(gmm, dict) or any(key not in gmm for key in GMM_KEYS):
         raise InputError(f"{path}: not a GMM file saved by this program (missing keys)")
-    k, d = len(np.atleast_1d(gmm["digits"])), model.latent_dim  # components, latent dimensions
-    for key, shape in {"weights": (k,), "means": (k, d), "covariances": (k, d, d), "digits": (k,)}.items():
+    components = len(np.atleast_1d(gmm["digits"]))
+    dimensions = model.latent_dim
+    shapes = {"weights": (components,), "means": (components, dimensions),
+              "covariances": (components, dimensions, dimensions), "digits": (components,)}
+    for key, shape in shapes.items():
         value = gmm[key]
-        if not isinstance(value, np.ndarray) or value.shape != shape or not np.issubdtype(value.dtype, np.number):
+        is_array = isinstance(value, np.ndarray) and value.shape == shape
+        if not is_array or not np.issubdtype(value.dtype, np.number):
             raise InputError(f"{path}: '{key}' is not an array of shape {shape} for this model")
         if not np.all(np.isfinite(value)):
             raise InputError(f"{path}: '{key}' holds NaN or infinite values")
     if not np.issubdtype(gmm["digits"].dtype, np.integer):
         raise InputError(f"{path}: 'digits' must hold whole numbers, not {gmm['digits'].dtype}")
     if gmm["vae_sha256"] != fingerprint:
-        raise InputError(f"{path}: this GMM was fitted with a different vae.pth; train both together")
+        raise InputError(f"{path}: this GMM was fitted with a different vae.pth; "
+                         "train both together")
     return gmm
 
 
-# -----------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Commands.
 
 
@@ -607,7 +804,22 @@ def history_path(vae_path: str) -> str:
     return os.path.splitext(vae_path)[0] + "_history.json"
 
 
-def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, config: TrainConfig, log) -> None:
+def _check_train_inputs(train: Images, validation: Images, train_path: str, val_path: str) -> None:
+    if train.pixels.shape[1:] != validation.pixels.shape[1:]:
+        raise InputError(f"{val_path}: validation images are {validation.pixels.shape[1:]} but "
+                         f"training images are {train.pixels.shape[1:]}")
+    digits = np.unique(validation.labels)
+    if len(digits) < 2:
+        raise InputError(f"{val_path}: the validation labels must name at least 2 digits")
+    if min(train.pixels.shape[1:]) < 2:  # too narrow to deskew or turn
+        raise InputError(f"{train_path}: training needs images of 2x2 pixels or more, "
+                         f"not {train.pixels.shape[1:]}")
+    if len(train.pixels) < 2 * len(digits):
+        raise InputError(f"{train_path}: {len(train.pixels)} images are too few to train on")
+
+
+def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
+                  config: TrainConfig, log: Callable) -> None:
     outputs = (vae_path, gmm_path, history_path(vae_path))
     for path in outputs:
         check_writable(path)
@@ -617,55 +829,53 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str, 
         raise InputError("the output paths must differ from each other and from the inputs")
     train = load_images(train_path, labels="ignore")
     validation = load_images(val_path, labels="required")
-    if train.pixels.shape[1:] != validation.pixels.shape[1:]:
-        raise InputError(f"{val_path}: validation images are {validation.pixels.shape[1:]} but training images "
-                         f"are {train.pixels.shape[1:]}")
-    digits = np.unique(validation.labels)
-    if len(digits) < 2:
-        raise InputError(f"{val_path}: the validation labels must name at least 2 digits")
-    if min(train.pixels.shape[1:]) < 2:  # too narrow to deskew or turn
-        raise InputError(f"{train_path}: training needs images of 2x2 pixels or more, not {train.pixels.shape[1:]}")
-    if len(train.pixels) < 2 * len(digits):
-        raise InputError(f"{train_path}: {len(train.pixels)} images are too few to train on")
-    log(f"training on {len(train.pixels)} images of {train.pixels.shape[1]}x{train.pixels.shape[2]}; "
-        f"digits {digits.tolist()} from {len(validation.pixels)} validation images")
-    model, gmm, history = fit_classifier(train.pixels, validation.pixels, validation.labels, config, log)
+    _check_train_inputs(train, validation, train_path, val_path)
+    height, width = train.pixels.shape[1:]
+    digits = np.unique(validation.labels).tolist()
+    log(f"training on {len(train.pixels)} images of {height}x{width}; "
+        f"digits {digits} from {len(validation.pixels)} validation images")
+    model, gmm, history = fit_classifier(train.pixels, validation.pixels, validation.labels,
+                                         config, log)
     if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
-        raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate (train longer?)")
+        raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate "
+                                 "(train longer?)")
     state = model.state_dict()
     gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
-    accuracy = float(np.mean(gmm_predict(gmm, encode_means(model, validation.pixels)) == validation.labels))
-    log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, validation accuracy {accuracy:.3f}")
-    weights = io.BytesIO()  # serialised first, so a failed write reports the OSError on every torch version
+    val_predictions = gmm_predict(gmm, latent_codes(model, validation.pixels))
+    accuracy = float(np.mean(val_predictions == validation.labels))
+    log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
+        f"validation accuracy {accuracy:.3f}")
+    weights = io.BytesIO()  # serialised first: a failed write reports the OSError on every torch
     torch.save(state, weights)
-    with atomic_outputs(*outputs) as (vae_tmp, gmm_tmp, history_tmp):
-        with open(vae_tmp, "wb") as handle:
+    record = {"epochs": history, "config": dataclasses.asdict(config), "torch": torch.__version__}
+    with atomic_outputs(*outputs) as (vae_temporary, gmm_temporary, history_temporary):
+        with open(vae_temporary, "wb") as handle:
             handle.write(weights.getbuffer())
-        with open(gmm_tmp, "wb") as handle:
+        with open(gmm_temporary, "wb") as handle:
             pickle.dump(gmm, handle, protocol=4)
-        with open(history_tmp, "w") as handle:
-            record = {"epochs": history, "config": dataclasses.asdict(config), "torch": torch.__version__}
+        with open(history_temporary, "w") as handle:
             json.dump(record, handle, indent=1)
     log(f"saved {', '.join(outputs)}")
 
 
-def command_test_reconstruction(data_path: str, vae_path: str, log) -> None:
+def command_test_reconstruction(data_path: str, vae_path: str, log: Callable) -> None:
     check_writable(RECONSTRUCTION_FILE)
     model, _ = load_model(vae_path)
     images = load_images(data_path, model.input_dim, labels="ignore")
-    output = reconstruct(model, images.pixels).reshape(images.file_shape).astype(np.float32)
+    reconstructed = reconstruct(model, images.pixels)
+    output = reconstructed.reshape(images.file_shape).astype(np.float32)
     with atomic_outputs(RECONSTRUCTION_FILE) as (temporary,):
         with open(temporary, "wb") as handle:
             np.savez(handle, data=output, arr_0=output)
     log(f"wrote {RECONSTRUCTION_FILE}: {len(images.pixels)} reconstructions")
 
 
-def command_test_classifier(data_path: str, vae_path: str, gmm_path: str, log) -> None:
+def command_test_classifier(data_path: str, vae_path: str, gmm_path: str, log: Callable) -> None:
     check_writable(PREDICTIONS_FILE)
     model, fingerprint = load_model(vae_path)
     gmm = load_gmm(gmm_path, model, fingerprint)
     images = load_images(data_path, model.input_dim, labels="ignore")
-    predictions = gmm_predict(gmm, encode_means(model, images.pixels))
+    predictions = gmm_predict(gmm, latent_codes(model, images.pixels))
     with atomic_outputs(PREDICTIONS_FILE) as (temporary,):
         with open(temporary, "w") as handle:
             handle.write(PREDICTIONS_HEADER + "\n")
@@ -673,7 +883,7 @@ def command_test_classifier(data_path: str, vae_path: str, gmm_path: str, log) -
     log(f"wrote {PREDICTIONS_FILE}: {len(predictions)} predictions")
 
 
-# -----------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Command line: the paths stand around a mode word, options follow.
 
 MODES = {  # mode: (the mode word's place among the words, the paths around it)
@@ -694,15 +904,20 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrors(prog="vae.py", usage="\n" + "\n".join(f"  {usage(mode)} [options]" for mode in MODES),
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    usages = "\n" + "\n".join(f"  {usage(mode)} [options]" for mode in MODES)
+    parser = _OneLineErrors(prog="vae.py", usage=usages, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)
     training = parser.add_argument_group("training options (train mode)")
     for setting in dataclasses.fields(TrainConfig):
-        flag, default, meaning = "--" + setting.name.replace("_", "-"), setting.default, setting.metadata["help"]
-        many = isinstance(default, tuple)  # hidden: sizes, as in --hidden 512 256
-        training.add_argument(flag, type=int if many else type(default), nargs="+" if many else None, default=default,
-                              help=f"{meaning} (default {' '.join(map(str, default)) if many else default})")
+        default = setting.default
+        if isinstance(default, tuple):  # hidden: sizes, as in --hidden 512 256
+            shown = " ".join(map(str, default))
+            training.add_argument(flag(setting.name), type=int, nargs="+", default=default,
+                                  help=f"{setting.metadata['help']} (default {shown})")
+        else:
+            training.add_argument(flag(setting.name), type=type(default), default=default,
+                                  help=f"{setting.metadata['help']} (default {default})")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -713,23 +928,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not argv:
         parser.exit(2, parser.format_usage())
     args = parser.parse_intermixed_args(argv)
-    mode = next((word for word in args.words if word in MODES), None)
-    if mode is None:
+    modes = [word for word in args.words if word in MODES]
+    if not modes:
         parser.error(f"no mode given: expected one of {', '.join(MODES)}")
+    mode = modes[0]
     position, paths = MODES[mode]
     if len(args.words) != len(paths) + 1 or args.words[position] != mode:
         parser.error(f"{mode} takes {len(paths)} paths around it: {usage(mode)}")
-    args.mode, args.paths = mode, args.words[:position] + args.words[position + 1:]
+    args.mode = mode
+    args.paths = args.words[:position] + args.words[position + 1:]
     return args
 
 
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    settings = {setting.name: getattr(args, setting.name)
+                for setting in dataclasses.fields(TrainConfig)}
+    settings["hidden"] = tuple(settings["hidden"])
+    return TrainConfig(**settings)
+
+
+def _print_nothing(*_: object) -> None:
+    """The log of --quiet."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    log = (lambda *_: None) if args.quiet else functools.partial(print, flush=True)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = parse_args(argv)
+    log = _print_nothing if args.quiet else functools.partial(print, flush=True)
     try:
         if args.mode == "train":
-            settings = {setting.name: getattr(args, setting.name) for setting in dataclasses.fields(TrainConfig)}
-            command_train(*args.paths, TrainConfig(**{**settings, "hidden": tuple(args.hidden)}), log)
+            command_train(*args.paths, config_from(args), log)
         elif args.mode == "test_reconstruction":
             command_test_reconstruction(*args.paths, log)
         else:
@@ -740,7 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FloatingPointError, OSError) as error:
         print(f"vae.py: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, InputError) else 1
-    except Exception as error:  # a fault of ours or of the machine: still one line, never a traceback
+    except Exception as error:  # a fault of ours or of the machine: still one line, no traceback
         print(f"vae.py: error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0

@@ -122,12 +122,12 @@ def gmm_figure(gmm: dict, latents: np.ndarray, colour_by: np.ndarray, axes: np.n
 
 
 def loss_figure(history: list[dict]):
-    """The loss terms per epoch: the VAE's training, then the self-training toward the GMM and the decoder's own
+    """The loss terms per epoch: the VAE's training, then the refinement toward the GMM and the decoder's own
     epochs, if any."""
     epochs = np.arange(1, len(history) + 1)
     stages = [entry.get("stage") for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [entry["loss"] for entry in history], label="total (reconstruction + beta * KL + pull)")
+    left.plot(epochs, [entry["loss"] for entry in history], label="total (reconstruction + beta * KL + cluster loss)")
     left.plot(epochs, [entry["reconstruction"] for entry in history], label="reconstruction (BCE)")
     left.set_ylabel("nats per image")
     right.plot(epochs, [entry["kl"] for entry in history], color="tab:green")
@@ -135,7 +135,7 @@ def loss_figure(history: list[dict]):
     for axis, title in ((left, "Training loss"), (right, "KL term")):
         axis.set_xlabel("epoch")
         axis.set_title(title)
-        for stage, style, label in (("refine", ":", "self-training starts"), ("decoder", "--", "decoder alone")):
+        for stage, style, label in (("refine", ":", "refinement starts"), ("decoder", "--", "decoder alone")):
             if stage in stages:
                 axis.axvline(stages.index(stage) + 0.5, color="grey", linestyle=style, label=label)
     left.legend()
@@ -195,8 +195,8 @@ def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, ou
     train = vae.load_images(train_path, model.input_dim)
     validation = vae.load_images(val_path, model.input_dim, labels="required")
     image_shape = tuple(int(n) for n in gmm["image_shape"])
-    train_latents = vae.encode_means(model, train.pixels)
-    val_latents = vae.encode_means(model, validation.pixels)
+    train_latents = vae.latent_codes(model, train.pixels)
+    val_latents = vae.latent_codes(model, validation.pixels)
     axes = display_axes(train_latents)
     note = axes_note(model.latent_dim, axes)
     train_predictions = vae.gmm_predict(gmm, train_latents)

@@ -131,3 +131,11 @@ def test_digit_gmm_tells_crossing_clusters_apart_through_the_labelled_points():
                                rng.normal(9, 0.5, (5, 2))])
     gmm = vae.fit_digit_gmm(points, labelled, np.repeat([1, 4, 8], 5))
     assert np.mean(vae.gmm_predict(gmm, points) == digits) > 0.9
+
+
+def test_no_iterations_give_back_the_start():
+    points, _ = sample_mixture(100)
+    weights, means, covariances = rough_start(points)
+    fit = vae.fit_gmm(points, weights, means, covariances, max_iter=0)
+    assert (fit["n_iter"], fit["converged"], len(fit["log_likelihood_trace"])) == (0, False, 0)
+    assert fit["means"] is means and fit["covariances"] is covariances and fit["weights"] is weights

@@ -1,9 +1,59 @@
-"""vae.py imports only what the course autograder and the submission allow."""
+"""vae.py loads by every route a grading script uses, and imports only what the course autograder allows."""
 
 from __future__ import annotations
 
-from conftest import VAE_PY
+import subprocess
+import sys
+
+import pytest
+from conftest import SHIPPED, VAE_PY, run_vae
 from submission import disallowed_imports
+
+# Each route ends with `vae` bound to something holding the VAE class; then the shipped weights load strictly.
+ROUTES = {
+    "import": "sys.path.insert(0, str(SOURCE.parent))\nimport vae",
+    "importlib": """\
+import importlib.util
+spec = importlib.util.spec_from_file_location("vae", SOURCE)
+vae = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(vae)""",
+    "importlib, registered in sys.modules": """\
+import importlib.util
+spec = importlib.util.spec_from_file_location("vae", SOURCE)
+vae = importlib.util.module_from_spec(spec)
+sys.modules["vae"] = vae
+spec.loader.exec_module(vae)""",
+    "runpy": "import runpy, types\nvae = types.SimpleNamespace(**runpy.run_path(str(SOURCE)))",
+    "exec": """\
+import types
+namespace = {"__name__": "student_submission"}
+exec(compile(SOURCE.read_text(), str(SOURCE), "exec"), namespace)
+vae = types.SimpleNamespace(**namespace)""",
+}
+
+LOAD_THE_SHIPPED_MODEL = """
+import torch
+model = vae.VAE()
+model.load_state_dict(torch.load(WEIGHTS, map_location="cpu"))
+print("loaded", sum(p.numel() for p in model.parameters()))
+"""
+
+
+@pytest.mark.environment
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_vae_class_loads_the_shipped_model_by_every_route(route, tmp_path):
+    """In a fresh interpreter each, from another working folder, as grading scripts load a student's file."""
+    script = (f"import sys\nfrom pathlib import Path\nSOURCE = Path({str(VAE_PY)!r})\n"
+              f"WEIGHTS = {str(SHIPPED / 'vae.pth')!r}\n{ROUTES[route]}\n{LOAD_THE_SHIPPED_MODEL}")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("loaded ")
+
+
+@pytest.mark.environment
+def test_running_vae_py_itself_loads_the_shipped_model(demo, tmp_path):
+    result = run_vae(demo["recon"], "test_reconstruction", SHIPPED / "vae.pth", cwd=tmp_path)
+    assert "10 reconstructions" in result.stdout
 
 
 def test_vae_py_imports_only_allowed_modules():

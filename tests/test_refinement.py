@@ -1,4 +1,5 @@
-"""Self-training: the neighbour graph and the propagation against naive references, and what the pull does."""
+"""The refinement toward the GMM: the neighbour graph and the propagation against naive references, and what its
+cluster loss does."""
 
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ def test_jittered_views_of_oblong_images_turn_by_the_same_angles():
 
 def test_jittered_views_carry_no_gradient():
     """grid_sample has no deterministic CUDA backward, so a view that carried a gradient would make
-    self-training on a GPU give another model each time."""
+    the refinement on a GPU give another model each time."""
     images = torch.rand(4, 1, 28, 28, requires_grad=True)
     assert not vae.jittered(images, strength=0.5).requires_grad
 
@@ -146,7 +147,7 @@ def test_propagation_matches_a_naive_loop():
         previous = expected.copy()
         for i in range(12):
             expected[i] = 0.7 * np.mean([previous[j] for j in neighbours[i]], axis=0) + 0.3 * start[i]
-    ours = vae.propagate(torch.from_numpy(start), torch.from_numpy(neighbours), spread=0.7, steps=5).numpy()
+    ours = vae.propagate(torch.from_numpy(start), torch.from_numpy(neighbours), alpha=0.7, steps=5).numpy()
     assert np.allclose(ours, expected, atol=1e-12)
 
 
@@ -175,14 +176,14 @@ class Pretrained(NamedTuple):
 
 @pytest.fixture(scope="module")
 def pretrained(demo) -> Pretrained:
-    """A short training on the demo images, its GMM, and the components that self-training pulls toward."""
+    """A short training on the demo images, its GMM, and the components that the refinement pulls toward."""
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation = images_of(demo["val"]).astype(np.float32) / 255
     config = vae.TrainConfig(epochs=5, refine_steps=100)
     model, _ = vae.train_vae(pixels, config, log=lambda *_: None)
-    gmm = vae.fit_digit_gmm(vae.encode_means(model, pixels), vae.encode_means(model, validation),
+    gmm = vae.fit_digit_gmm(vae.latent_codes(model, pixels), vae.latent_codes(model, validation),
                             labels_of(demo["val"]))
-    posteriors = vae.gmm_log_responsibilities(torch.from_numpy(vae.encode_means(model, pixels)), gmm).exp()
+    posteriors = vae.gmm_log_responsibilities(torch.from_numpy(vae.latent_codes(model, pixels)), gmm).exp()
     neighbours = vae.nearest_images(pixels, config.refine_neighbours)
     return Pretrained(pixels, config, model, gmm, neighbours, vae.propagate(posteriors, neighbours).argmax(dim=1))
 
@@ -190,7 +191,7 @@ def pretrained(demo) -> Pretrained:
 def misplaced(setup: Pretrained, candidate: vae.VAE, pixels: np.ndarray) -> float:
     """The fraction of codes of `pixels` (the training images or views of them, in order) whose most likely
     component is not their image's propagated one."""
-    codes = torch.from_numpy(vae.encode_means(candidate, pixels))
+    codes = torch.from_numpy(vae.latent_codes(candidate, pixels))
     return (vae.gmm_log_responsibilities(codes, setup.gmm).argmax(dim=1) != setup.targets).double().mean().item()
 
 
@@ -208,15 +209,17 @@ def pulled(pretrained) -> tuple[vae.VAE, list[dict]]:
     return refined(pretrained)
 
 
+@pytest.mark.slow
 def test_refinement_brings_the_codes_to_their_propagated_components(pretrained, pulled):
     refined_model, history = pulled
-    trained_on, _ = refined(pretrained, refine_weight=1e-12)  # the same steps with no pull
+    trained_on, _ = refined(pretrained, refine_weight=1e-12)  # the same steps with no cluster loss
     assert [entry["stage"] for entry in history] == ["refine"] * 10  # 100 steps of 10 batches
     assert misplaced(pretrained, pretrained.model, pretrained.pixels) > 0.02  # propagation moved some images
     pixels = pretrained.pixels
     assert misplaced(pretrained, refined_model, pixels) < 0.5 * misplaced(pretrained, trained_on, pixels)
 
 
+@pytest.mark.slow
 def test_refinement_pulls_jittered_views_of_the_images_too(pretrained, pulled):
     torch.manual_seed(2)
     views = vae.jittered(torch.from_numpy(pretrained.pixels[:, None]), pretrained.config.refine_jitter)[:, 0].numpy()
@@ -234,6 +237,7 @@ def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
     assert [entry["stage"] for entry in history] == ["epoch", "epoch"]
 
 
+@pytest.mark.slow
 def test_the_decoder_trained_last_mends_reconstructions_and_leaves_the_classifier_as_it_was(demo):
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation, labels = images_of(demo["val"]).astype(np.float32) / 255, labels_of(demo["val"])
