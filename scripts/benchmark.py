@@ -18,19 +18,17 @@ that every comparison and every time ratio comes from one run on one machine.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from draw_validation import draw_validation, read_course_file
+from draw_validation import COURSE_FILE, draw_validation, read_course_file
+from grader import grader_commands, run_vae
 from score import classification_scores, print_table, reconstruction_scores
 
 ROOT = Path(__file__).resolve().parent.parent
-COURSE_FILE = ROOT.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
 SPLIT_SEED = 2024
 
 
@@ -52,38 +50,26 @@ def validation_and_test(labels: np.ndarray, held_out: np.ndarray, draw: int) -> 
     return validation, np.setdiff1d(held_out, validation)
 
 
-def run(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a command; return its wall seconds and peak resident memory in MB."""
-    with tempfile.TemporaryFile() as errors:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            errors.seek(0)
-            sys.exit(f"{' '.join(command)} failed:\n{errors.read().decode()}")
-    return seconds, usage.ru_maxrss / 1024
-
-
 def run_pair(vae_py: Path, seed: int, draw: int, folder: Path, data: dict, train_flags: list[str]) -> dict:
     """The grader's three commands for one (training seed, validation draw); their scores and costs."""
     images, labels, test = data["images"], data["labels"], data["tests"][draw]
-    python, vae_py = sys.executable, str(vae_py)
-    commands = {
-        "train": ["train.npz", f"val{draw}.npz", "train", "vae.pth", "gmm_params.pkl", "--seed", str(seed),
-                  *train_flags],
-        "recon": [f"test{draw}.npz", "test_reconstruction", "vae.pth"],
-        "classify": [f"test{draw}.npz", "test_classifier", "vae.pth", "gmm_params.pkl"],
-    }
-    costs = {name: run([python, vae_py, *arguments], folder) for name, arguments in commands.items()}
+    commands = grader_commands(train="train.npz", val=f"val{draw}.npz", recon=f"test{draw}.npz", test=f"test{draw}.npz")
+    commands["train"] += ["--seed", str(seed), *train_flags]
+    runs = {}
+    for mode, arguments in commands.items():
+        runs[mode] = run_vae(vae_py, *arguments, cwd=folder)
+        if runs[mode].returncode != 0:
+            sys.exit(f"{vae_py} {' '.join(map(str, arguments))} failed:\n{runs[mode].stderr}")
     predicted = np.loadtxt(folder / "vae.csv", skiprows=1, dtype=int)
     with np.load(folder / "vae_reconstructed.npz") as archive:
         reconstructed = archive["data"]
     return {
         "F1avg": classification_scores(labels[test], predicted)["F1avg"],
         **reconstruction_scores(images[test], reconstructed),
-        **{f"{name} s": seconds for name, (seconds, _) in costs.items()},
-        "peak MB": max(megabytes for _, megabytes in costs.values()),
+        "train s": runs["train"].seconds,
+        "recon s": runs["test_reconstruction"].seconds,
+        "classify s": runs["test_classifier"].seconds,
+        "peak MB": max(run.peak_mb for run in runs.values()),
     }
 
 

@@ -3,8 +3,8 @@
     python scripts/draw_validation.py ../shared/data/mnist_1_4_8_train.npz models/val.npz
 
 `make model` uses it with the default seed, so the shipped model can be reproduced. The tools draw
-their validation sets with the same routine, `draw_validation`, and read the course file with
-`read_course_file`.
+their validation sets with the same routine, `draw_validation`, and read the course file, which lives
+at COURSE_FILE beside the repository, with `read_course_file`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+COURSE_FILE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
 
 
 def read_course_file(path: Path) -> tuple[np.ndarray, np.ndarray]:

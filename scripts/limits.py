@@ -1,7 +1,7 @@
 """What limits the scores: the 2-D latent space, the training seed, or the GMM?
 
 Trains vae.py's default classifier on the benchmark's development part of the course file, once per
-seed and validation draw (the pull toward the GMM depends on the draw), and prints two tables:
+seed and validation draw (the refinement toward the GMM depends on the draw), and prints two tables:
 
 - classification: the GMM's F1avg over the benchmark's validation draws, next to a k-nearest-
   neighbour classifier given every training label, in the latent space and in pixel space;
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchmark import COURSE_FILE, split_course_file, validation_and_test
-from draw_validation import read_course_file
+from benchmark import split_course_file, validation_and_test
+from draw_validation import COURSE_FILE, read_course_file
 from score import classification_scores, print_table, reconstruction_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,11 +52,6 @@ def blurred(pixels: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
     return F.conv2d(images, kernel[None, None], padding=radius).flatten(1)
 
 
-def neighbour_space(pixels: np.ndarray) -> torch.Tensor:
-    """The space in which vae.nearest_images links each training image to its neighbours."""
-    return F.avg_pool2d(vae.deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
@@ -78,8 +73,8 @@ def main() -> None:
     classification = [
         ["pixels", "-", "-", f"{knn_accuracy(flat_train, flat_held):.4f}"],
         ["blurred pixels (sigma 1)", "-", "-", f"{knn_accuracy(blurred(train_pixels), blurred(held_pixels)):.4f}"],
-        ["deskewed, 3x3 box (self-training's graph)", "-", "-",
-         f"{knn_accuracy(neighbour_space(train_pixels), neighbour_space(held_pixels)):.4f}"],
+        ["deskewed, 3x3 box (the refinement's graph)", "-", "-",
+         f"{knn_accuracy(vae.neighbour_features(train_pixels), vae.neighbour_features(held_pixels)):.4f}"],
     ]
     reconstruction = []
     every_fourth = np.arange(0, len(train), 4)
@@ -92,10 +87,10 @@ def main() -> None:
             validation_pixels = held_pixels[[position[i] for i in validation]]
             model, gmm, _ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config,
                                                log=lambda *_: None)
-            predicted = vae.gmm_predict(gmm, vae.encode_means(model, held_pixels[[position[i] for i in test]]))
+            predicted = vae.gmm_predict(gmm, vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
             scores.append(classification_scores(labels[test], predicted)["F1avg"])
             if draw == 0:  # the space and the reconstructions of the model that draw 0 trained
-                knn = knn_accuracy(vae.encode_means(model, train_pixels), vae.encode_means(model, held_pixels))
+                knn = knn_accuracy(vae.latent_codes(model, train_pixels), vae.latent_codes(model, held_pixels))
                 seen = reconstruction_scores(images[train][every_fourth],
                                              vae.reconstruct(model, train_pixels[every_fourth]))
                 unseen = reconstruction_scores(images[held_out], vae.reconstruct(model, held_pixels))

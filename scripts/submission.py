@@ -20,14 +20,13 @@ import ast
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from grader import grader_commands, last_line, run_vae
 from make_demo_data import make_demo_files
 from score import classification_scores
 
@@ -119,27 +118,21 @@ def run_as_grader(candidate: Path, python: str, scratch: Path) -> None:
     data = make_demo_files(scratch / "data")
     work = scratch / "grader"
     work.mkdir()
-    vae_py, model, gmm = str(folder / "vae.py"), str(work / "vae.pth"), str(work / "gmm_params.pkl")
-    commands = {
-        "train": [data["train"], data["val"], "train", model, gmm],
-        "test_reconstruction": [data["val"], "test_reconstruction", model],
-        "test_classifier": [data["test"], "test_classifier", model, gmm],
-    }
+    commands = grader_commands(train=data["train"], val=data["val"], recon=data["val"], test=data["test"],
+                               vae_pth=work / "vae.pth", gmm_pkl=work / "gmm_params.pkl")
     for mode, arguments in commands.items():
-        start = time.perf_counter()
-        result = subprocess.run([python, vae_py, *map(str, arguments)], cwd=work, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise Refusal(f"the unzipped vae.py failed {mode} (exit {result.returncode}): "
-                          f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ''}")
-        print(f"  {mode:20} ran in {time.perf_counter() - start:5.1f} s", flush=True)
+        run = run_vae(folder / "vae.py", *arguments, cwd=work, python=python)
+        if run.returncode != 0:
+            raise Refusal(f"the unzipped vae.py failed {mode} (exit {run.returncode}): {last_line(run.stderr)}")
+        print(f"  {mode:20} ran in {run.seconds:5.1f} s", flush=True)
     with np.load(work / "vae_reconstructed.npz") as archive, np.load(data["val"]) as val:
         if archive["data"].shape != val["data"].shape:
             raise Refusal(f"vae_reconstructed.npz has shape {archive['data'].shape}, not {val['data'].shape}")
     lines = (work / "vae.csv").read_text().splitlines()
     with np.load(data["test"]) as test:
         truth = test["labels"]
-    if lines[0] != "Predicted_Label" or len(lines) != len(truth) + 1:
-        raise Refusal("vae.csv does not hold a Predicted_Label header and one prediction per test image")
+    if lines[0] != vae.PREDICTIONS_HEADER or len(lines) != len(truth) + 1:
+        raise Refusal(f"vae.csv does not hold a {vae.PREDICTIONS_HEADER} header and one prediction per test image")
     f1 = classification_scores(truth, np.array([int(line) for line in lines[1:]]))["F1avg"]
     print(f"  demo F1avg {f1:.4f} on {len(truth)} test images", flush=True)
 
