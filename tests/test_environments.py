@@ -8,17 +8,18 @@ Compares the environment running the tests with every other one installed (.venv
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, VAE_PY, labels_of, read_predictions
+from conftest import ROOT, SHIPPED, labels_of, read_predictions, run_vae
+from grader import grader_commands
 from score import classification_scores
 
 ENVIRONMENTS = {"default": ROOT / ".venv", "starter": ROOT / ".venv-starter", "grader": ROOT / ".venv-grader"}
-SHIPPED = ROOT / "models"
+
+pytestmark = pytest.mark.slow
 
 
 def other_pythons() -> dict[str, Path]:
@@ -33,24 +34,21 @@ def other_pythons() -> dict[str, Path]:
     return others
 
 
-def run_in(python, *arguments, cwd: Path) -> None:
-    result = subprocess.run([str(python), str(VAE_PY), *map(str, arguments)], cwd=cwd, capture_output=True,
-                            text=True, timeout=900)
-    assert result.returncode == 0, result.stderr
-
-
 def shipped_outputs(python, demo, folder: Path) -> tuple[bytes, np.ndarray]:
     folder.mkdir()
-    run_in(python, demo["test"], "test_classifier", SHIPPED / "vae.pth", SHIPPED / "gmm_params.pkl", cwd=folder)
-    run_in(python, demo["test"], "test_reconstruction", SHIPPED / "vae.pth", cwd=folder)
+    commands = grader_commands(demo["train"], demo["val"], demo["test"], demo["test"],
+                               SHIPPED / "vae.pth", SHIPPED / "gmm_params.pkl")
+    for mode in ("test_classifier", "test_reconstruction"):
+        run_vae(*commands[mode], cwd=folder, python=python)
     with np.load(folder / "vae_reconstructed.npz") as archive:
         return (folder / "vae.csv").read_bytes(), archive["data"]
 
 
 def demo_f1(python, demo, folder: Path, seed: int) -> float:
     folder.mkdir()
-    run_in(python, demo["train"], demo["val"], "train", "vae.pth", "gmm.pkl", "--seed", seed, "--quiet", cwd=folder)
-    run_in(python, demo["test"], "test_classifier", "vae.pth", "gmm.pkl", cwd=folder)
+    commands = grader_commands(demo["train"], demo["val"], demo["test"], demo["test"])
+    run_vae(*commands["train"], "--seed", seed, "--quiet", cwd=folder, python=python)
+    run_vae(*commands["test_classifier"], cwd=folder, python=python)
     return classification_scores(labels_of(demo["test"]), read_predictions(folder))["F1avg"]
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 from conftest import ROOT
 from nbclient import NotebookClient
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path):
     notebook = nbformat.read(ROOT / "run.ipynb", as_version=4)
     setup = notebook.cells[1]

@@ -8,54 +8,63 @@ import resource
 import signal
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 import torch
-from conftest import VAE_PY, copy_model, images_of, labels_of, read_predictions, run_vae
+from conftest import (
+    VAE_PY,
+    assert_clean_error,
+    images_of,
+    labels_of,
+    read_predictions,
+    run_vae,
+    tiny_training,
+)
+from grader import run_vae as run_measured
 
 import vae
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    """Exit `code`, one line on stderr that names the problem, no traceback."""
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vae.py: error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
 
 # --- Inputs people have: accepted --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("layout", ["N,H,W", "N,H*W", "N,1,H,W", "H,W"])
-def test_reconstruction_comes_back_in_the_input_layout(demo, trained, tmp_path, layout):
-    copy_model(trained, tmp_path)
+def test_reconstruction_comes_back_in_the_input_layout(demo, shipped, cli, layout):
     images = images_of(demo["recon"])
     shaped = {"N,H,W": images, "N,H*W": images.reshape(len(images), -1),
               "N,1,H,W": images[:, None], "H,W": images[0]}[layout]
-    np.savez(tmp_path / "in.npz", arr_0=shaped)  # a single array under another key
-    result = run_vae("in.npz", "test_reconstruction", "vae.pth", cwd=tmp_path)
+    np.savez(shipped / "in.npz", arr_0=shaped)  # a single array under another key
+    result = cli("in.npz", "test_reconstruction", "vae.pth")
     assert f"{1 if layout == 'H,W' else len(images)} reconstructions" in result.stdout
-    with np.load(tmp_path / "vae_reconstructed.npz") as archive:
+    with np.load(shipped / "vae_reconstructed.npz") as archive:
         reconstructed = archive["data"]
     assert reconstructed.shape == shaped.shape and reconstructed.dtype == np.float32
-    run_vae("in.npz", "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path)
-    assert len(read_predictions(tmp_path)) == (1 if layout == "H,W" else len(images))
+    cli("in.npz", "test_classifier", "vae.pth", "gmm_params.pkl")
+    assert len(read_predictions(shipped)) == (1 if layout == "H,W" else len(images))
 
 
-def test_uint8_float_unit_and_float_255_give_the_same_answer(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
+def test_uint8_float_unit_and_float_255_give_the_same_answer(demo, shipped, cli):
     images = images_of(demo["test"])[:50]
     answers = []
     for name, values in {"uint8": images, "unit": images / 255.0, "f255": images.astype(np.float32)}.items():
-        np.savez(tmp_path / f"{name}.npz", data=values)
-        run_vae(f"{name}.npz", "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path)
-        answers.append(read_predictions(tmp_path))
+        np.savez(shipped / f"{name}.npz", data=values)
+        cli(f"{name}.npz", "test_classifier", "vae.pth", "gmm_params.pkl")
+        answers.append(read_predictions(shipped))
     assert all(np.array_equal(answers[0], other) for other in answers[1:])
 
 
+def test_a_training_file_of_as_many_flat_images_as_pixels_is_read_as_images(tmp_path):
+    """(784, 784) could be one 784x784 image or 784 flat 28x28 ones: a training file holds many images."""
+    images = np.random.default_rng(0).integers(0, 256, size=(784, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "flat.npz", data=images.reshape(784, 784))
+    assert vae.load_images(str(tmp_path / "flat.npz")).pixels.shape == (784, 28, 28)
+    assert vae.load_images(str(tmp_path / "flat.npz"), pixels_per_image=784).pixels.shape == (784, 28, 28)
+    np.savez(tmp_path / "one.npz", data=images[0])
+    assert vae.load_images(str(tmp_path / "one.npz"), pixels_per_image=784).pixels.shape == (1, 28, 28)
+
+
+@pytest.mark.slow
 def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
     from make_demo_data import make_demo_files
 
@@ -76,13 +85,12 @@ def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
         assert archive["data"].shape == (len(truth), 196)
 
 
-def test_train_never_reads_the_training_labels(demo, tmp_path):
+def test_train_never_reads_the_training_labels(demo, tmp_path, cli):
     images = images_of(demo["val"])
     np.savez(tmp_path / "plain.npz", data=images)
     np.savez(tmp_path / "odd_labels.npz", data=images, labels=np.array(["not", "labels"]))
     for name in ("plain", "odd_labels"):
-        run_vae(f"{name}.npz", demo["val"], "train", f"{name}.pth", f"{name}.pkl", "--epochs", "2",
-                "--refine-steps", "10", cwd=tmp_path)
+        cli(f"{name}.npz", demo["val"], "train", f"{name}.pth", f"{name}.pkl", *tiny_training())
     assert (tmp_path / "plain.pth").read_bytes() == (tmp_path / "odd_labels.pth").read_bytes()
 
 
@@ -125,23 +133,40 @@ def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_bad_image_files_get_a_one_line_error(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    for name, (path, fragment) in write_bad_inputs(tmp_path, demo).items():
+def test_bad_image_files_get_a_one_line_error(demo, shipped, cli):
+    for name, (path, fragment) in write_bad_inputs(shipped, demo).items():
         for mode_args in (["test_reconstruction", "vae.pth"], ["test_classifier", "vae.pth", "gmm_params.pkl"]):
-            result = run_vae(path, *mode_args, cwd=tmp_path, expect=None)
-            assert_clean_error(result, 2, fragment)
-        assert not (tmp_path / "vae.csv").exists() and not (tmp_path / "vae_reconstructed.npz").exists(), name
+            assert_clean_error(cli(path, *mode_args, expect=None), 2, fragment)
+        assert not (shipped / "vae.csv").exists() and not (shipped / "vae_reconstructed.npz").exists(), name
+
+
+def write_oversized(path, images: int) -> None:
+    """An .npz whose array declares `images` 28x28 images in its header and holds none of them."""
+    header = {"descr": "|u1", "fortran_order": False, "shape": (images, 28, 28)}
+    with zipfile.ZipFile(path, "w") as archive, archive.open("data.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, header)
+
+
+def test_an_input_too_large_for_memory_is_refused_before_it_is_read(demo, shipped):
+    """It says so in one line, at once, and takes none of the memory its header declares."""
+    available = vae.available_memory()
+    images = 2 * available // 784  # their uint8 pixels alone would fill the memory twice
+    write_oversized(shipped / "huge.npz", images)
+    result = run_measured(VAE_PY, "huge.npz", "test_reconstruction", "vae.pth", cwd=shipped)
+    assert_clean_error(result, 2, "huge.npz: 'data' declares", f"{images * 784:,} values", "GiB")
+    assert result.peak_mb < 2000  # the declared array is over 2 x the free memory
+    run_vae(demo["train"], "huge.npz", "train", "vae.pth", "gmm.pkl", cwd=shipped, expect=2)
+    assert sorted(os.listdir(shipped)) == ["gmm_params.pkl", "huge.npz", "vae.pth"]
 
 
 @pytest.mark.parametrize("problem", ["no_labels", "one_digit", "count_mismatch", "other_size"])
-def test_bad_validation_files_stop_train_before_the_first_epoch(demo, tmp_path, problem):
+def test_bad_validation_files_stop_train_before_the_first_epoch(demo, tmp_path, cli, problem):
     images, labels = images_of(demo["val"]), labels_of(demo["val"])
     arrays = {"no_labels": dict(data=images), "one_digit": dict(data=images, labels=np.ones_like(labels)),
               "count_mismatch": dict(data=images, labels=labels[:-1]),
               "other_size": dict(data=images[:, ::2, ::2], labels=labels)}[problem]
     np.savez(tmp_path / "val.npz", **arrays)
-    result = run_vae(demo["train"], "val.npz", "train", "vae.pth", "gmm.pkl", cwd=tmp_path, expect=None)
+    result = cli(demo["train"], "val.npz", "train", "vae.pth", "gmm.pkl", expect=None)
     fragment = {"no_labels": "needs a 'labels'", "one_digit": "at least 2 digits",
                 "count_mismatch": "14 labels for 15 images", "other_size": "validation images are"}[problem]
     assert_clean_error(result, 2, fragment)
@@ -149,31 +174,29 @@ def test_bad_validation_files_stop_train_before_the_first_epoch(demo, tmp_path, 
     assert sorted(os.listdir(tmp_path)) == ["val.npz"]
 
 
-def test_images_one_pixel_wide_stop_train_before_the_first_epoch(demo, tmp_path):
+def test_images_one_pixel_wide_stop_train_before_the_first_epoch(demo, tmp_path, cli):
     np.savez(tmp_path / "train.npz", data=images_of(demo["train"])[:, :, :1])
     np.savez(tmp_path / "val.npz", data=images_of(demo["val"])[:, :, :1], labels=labels_of(demo["val"]))
-    result = run_vae("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", cwd=tmp_path, expect=None)
+    result = cli("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", expect=None)
     assert_clean_error(result, 2, "train.npz: training needs images of 2x2 pixels or more, not (28, 1)")
     assert "epoch" not in result.stdout
     assert sorted(os.listdir(tmp_path)) == ["train.npz", "val.npz"]
 
 
-def test_bad_model_and_gmm_files(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    (tmp_path / "garbage.pth").write_bytes(b"\x80\x04garbage")
-    torch.save({"encoder.0.weight": torch.zeros(3, 3)}, tmp_path / "wrong_kind.pth")
-    (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
-    with open(tmp_path / "list.pkl", "wb") as handle:
+def test_bad_model_and_gmm_files(demo, shipped, cli):
+    (shipped / "garbage.pth").write_bytes(b"\x80\x04garbage")
+    torch.save({"encoder.0.weight": torch.zeros(3, 3)}, shipped / "wrong_kind.pth")
+    (shipped / "garbage.pkl").write_bytes(b"not a pickle")
+    with open(shipped / "list.pkl", "wb") as handle:
         pickle.dump([1, 2, 3], handle)
-    with open(tmp_path / "gmm_params.pkl", "rb") as handle:
+    with open(shipped / "gmm_params.pkl", "rb") as handle:
         gmm = pickle.load(handle)
     for name, key, value in [("shape", "means", np.zeros((3, 5))), ("type", "weights", 7),
                              ("nan", "covariances", np.full((3, 2, 2), np.nan)),
                              ("float_digits", "digits", np.array([1.0, 4.0, 8.0]))]:
-        with open(tmp_path / f"wrong_{name}.pkl", "wb") as handle:
+        with open(shipped / f"wrong_{name}.pkl", "wb") as handle:
             pickle.dump({**gmm, key: value}, handle)
-    run_vae(demo["val"], demo["val"], "train", "other.pth", "other.pkl", "--epochs", "1", "--refine-steps", "10",
-            cwd=tmp_path)
+    cli(demo["val"], demo["val"], "train", "other.pth", "other.pkl", *tiny_training())
     cases = [
         (["test_reconstruction", "missing.pth"], "no such model file"),
         (["test_reconstruction", "garbage.pth"], "not a VAE state_dict"),
@@ -189,36 +212,41 @@ def test_bad_model_and_gmm_files(demo, trained, tmp_path):
         (["test_classifier", "vae.pth", "wrong_float_digits.pkl"], "'digits' must hold whole numbers"),
     ]
     for arguments, fragment in cases:
-        assert_clean_error(run_vae(demo["recon"], *arguments, cwd=tmp_path, expect=None), 2, fragment)
+        assert_clean_error(cli(demo["recon"], *arguments, expect=None), 2, fragment)
 
 
-def test_unwritable_outputs_and_bad_command_lines(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    (tmp_path / "vae.csv").mkdir()
-    result = run_vae(demo["recon"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path, expect=None)
+def test_unwritable_outputs_and_bad_command_lines(demo, shipped, cli):
+    (shipped / "vae.csv").mkdir()
+    result = cli(demo["recon"], "test_classifier", "vae.pth", "gmm_params.pkl", expect=None)
     assert_clean_error(result, 2, "is a folder")
-    result = run_vae(demo["train"], demo["val"], "train", "no/such/dir/vae.pth", "gmm.pkl", cwd=tmp_path, expect=None)
+    result = cli(demo["train"], demo["val"], "train", "no/such/dir/vae.pth", "gmm.pkl", expect=None)
     assert_clean_error(result, 2, "does not exist")
+    train = [demo["train"], demo["val"], "train", "a.pth", "b.pkl"]
     for arguments, fragment in [
         ([demo["recon"], "test_reconstructor", "vae.pth"], "no mode given"),
         ([demo["recon"], "test_reconstruction"], "takes 2 paths"),
         ([demo["train"], demo["val"], "train", "vae.pth"], "takes 4 paths"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-rounds", "-1"], "at least 0"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-steps", "0"], "at least 1"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-neighbours", "0"], "at least 1"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "-0.5"], "between 0 and 5"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "nan"], "between 0 and 5"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "inf"], "between 0 and 5"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--refine-jitter", "5.01"], "between 0 and 5"),
+        ([*train, "--refine-rounds", "-1"], "at least 0"),
+        ([*train, "--refine-steps", "0"], "at least 1"),
+        ([*train, "--refine-neighbours", "0"], "at least 1"),
+        ([*train, "--refine-jitter", "-0.5"], "between 0 and 5"),
+        ([*train, "--refine-jitter", "nan"], "between 0 and 5"),
+        ([*train, "--refine-jitter", "inf"], "between 0 and 5"),
+        ([*train, "--refine-jitter", "5.01"], "between 0 and 5"),
         ([demo["recon"], "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--beta", "-1"], "positive number"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--hidden", "64", "0"], "positive sizes"),
+        ([*train, "--beta", "-1"], "positive number"),
+        ([*train, "--hidden", "64", "0"], "positive sizes"),
         ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "train takes 4 paths around it"),
         ([demo["train"], demo["val"], "train", "same.pth", "same.pth"], "must differ from each other"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--seed", "-1"], "at least 0"),
-        ([demo["train"], demo["val"], "train", "a.pth", "b.pkl", "--epochs", "0"], "at least 1"),
+        ([*train, "--seed", "-1"], "at least 0"),
+        ([*train, "--epochs", "0"], "at least 1"),
     ]:
-        assert_clean_error(run_vae(*arguments, cwd=tmp_path, expect=None), 2, fragment)
+        assert_clean_error(cli(*arguments, expect=None), 2, fragment)
+
+
+def test_a_usage_error_is_one_line_from_the_real_command_too(demo, tmp_path):
+    result = run_vae(demo["recon"], "test_reconstruction", "--epochs", "many", cwd=tmp_path, expect=None)
+    assert_clean_error(result, 2, "invalid int value")
 
 
 # --- Nothing lost ------------------------------------------------------------------------------
@@ -228,19 +256,17 @@ def files_in(folder) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in os.listdir(folder)}
 
 
-def test_a_writer_that_fails_midway_leaves_the_old_output_and_no_temporary(demo, trained, tmp_path, monkeypatch):
-    copy_model(trained, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    assert vae.main([str(demo["recon"]), "test_reconstruction", "vae.pth", "--quiet"]) == 0
-    before = files_in(tmp_path)
+def test_a_writer_that_fails_midway_leaves_the_old_output_and_no_temporary(demo, shipped, cli, monkeypatch):
+    cli(demo["recon"], "test_reconstruction", "vae.pth", "--quiet")
+    before = files_in(shipped)
 
     def savez_then_fail(handle, **arrays):
         handle.write(b"PK\x03\x04 half an archive")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", savez_then_fail)
-    assert vae.main([str(demo["test"]), "test_reconstruction", "vae.pth", "--quiet"]) == 1
-    assert files_in(tmp_path) == before
+    assert_clean_error(cli(demo["test"], "test_reconstruction", "vae.pth", expect=None), 1, "No space left")
+    assert files_in(shipped) == before
 
 
 def limit_file_size(size: int):
@@ -249,45 +275,39 @@ def limit_file_size(size: int):
 
 
 @pytest.mark.parametrize("mode", ["train", "test_classifier"])
-def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, trained, tmp_path, mode):
-    copy_model(trained, tmp_path)
-    (tmp_path / "vae.csv").write_text("Predicted_Label\n1\n")
-    before = files_in(tmp_path)
-    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", "--epochs", "1",
-                           "--refine-steps", "10"],
+def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, shipped, mode):
+    (shipped / "vae.csv").write_text("Predicted_Label\n1\n")
+    before = files_in(shipped)
+    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *tiny_training()],
                  "test_classifier": [demo["train"], "test_classifier", "vae.pth", "gmm_params.pkl"]}[mode]
-    result = subprocess.run([sys.executable, VAE_PY, *arguments], cwd=tmp_path, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, VAE_PY, *arguments], cwd=shipped, capture_output=True, text=True,
                             preexec_fn=limit_file_size(2000))  # vae.pth is 4 MB; vae.csv 1,185 lines
     assert_clean_error(result, 1, "File too large")
-    assert files_in(tmp_path) == before
+    assert files_in(shipped) == before
 
 
-def test_a_failed_run_leaves_existing_outputs_untouched(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    (tmp_path / "vae.csv").write_text("Predicted_Label\n1\n")
-    np.savez(tmp_path / "nan.npz", data=np.full((3, 28, 28), np.nan))
-    before = files_in(tmp_path)
-    run_vae("nan.npz", "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path, expect=2)
-    run_vae(demo["train"], "nan.npz", "train", "vae.pth", "gmm_params.pkl", cwd=tmp_path, expect=2)
-    assert files_in(tmp_path) == before
+def test_a_failed_run_leaves_existing_outputs_untouched(demo, shipped, cli):
+    (shipped / "vae.csv").write_text("Predicted_Label\n1\n")
+    np.savez(shipped / "nan.npz", data=np.full((3, 28, 28), np.nan))
+    before = files_in(shipped)
+    cli("nan.npz", "test_classifier", "vae.pth", "gmm_params.pkl", expect=2)
+    cli(demo["train"], "nan.npz", "train", "vae.pth", "gmm_params.pkl", expect=2)
+    assert files_in(shipped) == before
 
 
-def test_nan_loss_stops_training_with_a_clear_message(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    before = (tmp_path / "vae.pth").read_bytes()
-    result = run_vae(demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", "--lr", "1e9", "--epochs", "5",
-                     cwd=tmp_path, expect=None)
+def test_nan_loss_stops_training_with_a_clear_message(demo, shipped, cli):
+    before = files_in(shipped)
+    result = cli(demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", "--lr", "1e9", "--epochs", "5",
+                 expect=None)
     assert_clean_error(result, 1, "the loss became nan")
-    assert (tmp_path / "vae.pth").read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["gmm_params.pkl", "vae.pth"]
+    assert files_in(shipped) == before
 
 
-def test_ctrl_c_during_training_writes_nothing(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    before = files_in(tmp_path)
+def test_ctrl_c_during_training_writes_nothing(demo, shipped):
+    before = files_in(shipped)
     process = subprocess.Popen(
         [sys.executable, str(VAE_PY), str(demo["train"]), str(demo["val"]), "train", "vae.pth", "gmm_params.pkl",
-         "--epochs", "1000"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--epochs", "1000"], cwd=shipped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
         if line.startswith("epoch"):
             break
@@ -295,7 +315,7 @@ def test_ctrl_c_during_training_writes_nothing(demo, trained, tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == "vae.py: interrupted; no output was written"
-    assert files_in(tmp_path) == before
+    assert files_in(shipped) == before
 
 
 # --- Nothing executed --------------------------------------------------------------------------
@@ -309,22 +329,21 @@ class Hostile:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_hostile_gmm_pickle_runs_nothing(demo, trained, tmp_path):
-    copy_model(trained, tmp_path)
-    marker = tmp_path / "pwned"
-    with open(tmp_path / "gmm_params.pkl", "rb") as handle:
+def test_a_hostile_gmm_pickle_runs_nothing(demo, shipped, cli):
+    marker = shipped / "pwned"
+    with open(shipped / "gmm_params.pkl", "rb") as handle:
         gmm = pickle.load(handle)
     gmm["weights"] = Hostile(marker)
-    with open(tmp_path / "hostile.pkl", "wb") as handle:
+    with open(shipped / "hostile.pkl", "wb") as handle:
         pickle.dump(gmm, handle)
-    result = run_vae(demo["recon"], "test_classifier", "vae.pth", "hostile.pkl", cwd=tmp_path, expect=None)
+    result = cli(demo["recon"], "test_classifier", "vae.pth", "hostile.pkl", expect=None)
     assert_clean_error(result, 2, "refusing to load posix.system")
     assert not marker.exists()
 
 
-def test_a_hostile_model_file_runs_nothing(demo, tmp_path):
+def test_a_hostile_model_file_runs_nothing(demo, tmp_path, cli):
     marker = tmp_path / "pwned"
     torch.save({"weights": Hostile(marker)}, tmp_path / "hostile.pth")
-    result = run_vae(demo["recon"], "test_reconstruction", "hostile.pth", cwd=tmp_path, expect=None)
+    result = cli(demo["recon"], "test_reconstruction", "hostile.pth", expect=None)
     assert_clean_error(result, 2, "not a VAE state_dict")
     assert not marker.exists()
