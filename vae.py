@@ -82,7 +82,9 @@ class TrainConfig:
     refine_jitter: float = _setting(
         0.5, "random turns, scalings, shifts of views also pulled (1: 10 deg, 10 %%, 5 %%)")
     decoder_epochs: int = _setting(
-        10, "passes training the decoder alone after the refinement, on 4x batches (0: none)")
+        20, "passes training the decoder alone, last, for reconstruction, on 4x batches (0: none)")
+    ssim_weight: float = _setting(
+        1.5, "weight of (1 - SSIM) in those passes, per pixel (1: as much as the cross-entropy)")
     seed: int = _setting(0, "random seed")
 
     def __post_init__(self) -> None:
@@ -94,6 +96,8 @@ class TrainConfig:
                 raise InputError(f"{flag(name)} must be at least {minimum}, got {value}")
         if not 0 <= self.refine_jitter <= 5:  # at 10, some views would shrink to a single pixel
             raise InputError(f"--refine-jitter must be between 0 and 5, got {self.refine_jitter}")
+        if not 0 <= self.ssim_weight < math.inf:
+            raise InputError(f"--ssim-weight must be 0 or more, got {self.ssim_weight}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             value = getattr(self, name)
             if not 0 < value < math.inf:
@@ -341,6 +345,39 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var:
     return reconstruction + beta * kl, reconstruction, kl
 
 
+SSIM_WINDOW = 7  # skimage's default: the side of the uniform windows SSIM is averaged over
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each image's structural similarity, for images (N, H, W) in [0, 1], as
+    skimage.metrics.structural_similarity(x, y, data_range=1) computes it: 7x7 uniform windows,
+    sample covariances, K1 = 0.01, K2 = 0.03, averaged over the windows inside the image (Wang et
+    al. 2004). Differentiable; the course scores reconstructions by it."""
+    c1 = 0.01**2
+    c2 = 0.03**2
+    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)
+    across = _window_average(moments)  # (N, 5, H, W - 6)
+    local = _window_average(across.transpose(-2, -1))  # (N, 5, W - 6, H - 6): every 7x7 window
+    mean_x, mean_y, mean_xx, mean_yy, mean_xy = local.unbind(dim=1)
+    unbiased = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+    var_x = unbiased * (mean_xx - mean_x * mean_x)
+    var_y = unbiased * (mean_yy - mean_y * mean_y)
+    cov_xy = unbiased * (mean_xy - mean_x * mean_y)
+    luminance = (2 * mean_x * mean_y + c1) / (mean_x * mean_x + mean_y * mean_y + c1)
+    structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
+    return (luminance * structure).mean(dim=(1, 2))
+
+
+def _window_average(images: torch.Tensor) -> torch.Tensor:
+    """The mean over each run of SSIM_WINDOW pixels along the last axis that fits inside it, as one
+    product with a band matrix: on a CPU, many times faster than pooling."""
+    size = images.shape[-1]
+    starts = torch.arange(size - SSIM_WINDOW + 1, device=images.device)
+    pixels = torch.arange(size, device=images.device)[:, None]
+    band = (pixels >= starts) & (pixels < starts + SSIM_WINDOW)
+    return images @ (band.to(images.dtype) / SSIM_WINDOW)
+
+
 def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2) -> Callable[[int], float]:
     """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
     warmup = max(1, round(warmup_fraction * total_steps))
@@ -364,7 +401,7 @@ def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS,
     # An operation with no deterministic kernel (none on the CPU) warns rather than stops training.
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = _on_device(pixels)
-    model = VAE(data.shape[1], config.hidden, config.latent_dim)
+    model = VAE(data[0].numel(), config.hidden, config.latent_dim)
     log(f"VAE parameters: {count_parameters(model):,}")
     history = run_epochs(model, data, epochs=config.epochs, batch_size=config.batch_size,
                          lr=config.lr, beta=config.beta, log=log, decay=True)
@@ -372,9 +409,9 @@ def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS,
 
 
 def _on_device(pixels: np.ndarray) -> torch.Tensor:
-    """Images as one (N, pixels) tensor, on CUDA where there is one: batches are taken by index."""
+    """Images (N, H, W) as one tensor, on CUDA where there is one: batches are taken by index."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.from_numpy(pixels.reshape(len(pixels), -1)).to(device)
+    return torch.from_numpy(pixels).to(device)
 
 
 ClusterLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -382,33 +419,37 @@ ClusterLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def run_epochs(model: VAE, data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                beta: float, log: Callable, trained: nn.Module | None = None, decay: bool = False,
-               cluster_loss: ClusterLoss | None = None,
+               cluster_loss: ClusterLoss | None = None, ssim_weight: float = 0.0,
                stage: str = "epoch") -> list[dict[str, float]]:
-    """Minimise the VAE loss, plus `cluster_loss(codes, batch indices)` where given, over `epochs`
-    shuffled passes, by Adam at `lr` (warmed up and decayed where `decay`) on `trained`: the whole
-    model by default, or a part of it, the rest held fixed. Trains on the data's device; leaves the
-    model on the CPU, in eval mode."""
+    """Minimise the VAE loss over `epochs` shuffled passes of images `data` (N, H, W), plus
+    `cluster_loss(codes, batch indices)` where given, plus `ssim_weight` x pixels x (1 - SSIM) per
+    image where above 0, by Adam at `lr` (warmed up and decayed where `decay`) on `trained`: the
+    whole model by default, or a part of it, the rest held fixed. Trains on the data's device;
+    leaves the model on the CPU, in eval mode."""
     trained = model if trained is None else trained
     model.to(data.device).requires_grad_(False)
     optimizer = torch.optim.Adam(trained.requires_grad_(True).parameters(), lr=lr)
     steps = epochs * math.ceil(len(data) / batch_size)
     factor = warmup_cosine(steps) if decay else (lambda _: 1.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    pixels = data[0].numel()
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
-        totals = torch.zeros(4, device=data.device)
+        totals: dict[str, torch.Tensor] = {}
         for batch in torch.randperm(len(data), device=data.device).split(batch_size):
             x = data[batch]
             mean, log_var = model.encode(x)
             logits = model.decoder(model.sample(mean, log_var))
             loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, beta)
-            if cluster_loss is None:
-                cluster = torch.zeros((), device=data.device)
-            else:
-                cluster = cluster_loss(mean, batch)
-            loss = loss + cluster
+            terms = {"reconstruction": reconstruction, "kl": kl}
+            if cluster_loss is not None:
+                terms["cluster"] = cluster_loss(mean, batch)
+                loss = loss + terms["cluster"]
+            if ssim_weight:
+                terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
+                loss = loss + ssim_weight * pixels * (1 - terms["ssim"])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} in {stage} {epoch}; "
                                          "try a smaller --lr")
@@ -416,17 +457,14 @@ def run_epochs(model: VAE, data: torch.Tensor, *, epochs: int, batch_size: int, 
             loss.backward()
             optimizer.step()
             schedule.step()
-            totals += torch.stack([loss, reconstruction, kl, cluster]).detach() * len(x)
-        terms = ("loss", "reconstruction", "kl", "cluster")
-        values = dict(zip(terms, (totals / len(data)).tolist()))
+            for name, value in {"loss": loss, **terms}.items():
+                totals[name] = totals.get(name, 0) + value.detach() * len(x)
+        values = {name: total.item() / len(data) for name, total in totals.items()}
         seconds = time.perf_counter() - start
         history.append({"stage": stage, "epoch": epoch, **values, "seconds": seconds})
         if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
-            line = (f"{stage} {epoch:3d}/{epochs}  loss {values['loss']:8.3f}  "
-                    f"reconstruction {values['reconstruction']:8.3f}  kl {values['kl']:6.3f}")
-            if cluster_loss is not None:
-                line += f"  cluster {values['cluster']:6.3f}"
-            log(f"{line}  {seconds:6.1f} s")
+            shown = "  ".join(f"{name} {value:.3f}" for name, value in values.items())
+            log(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
     model.requires_grad_(True).cpu().eval()
     return history
 
@@ -636,19 +674,25 @@ def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor, alpha: floa
     return propagated
 
 
-def refine_toward_gmm(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor, gmm: dict,
+def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
+                       gmm: dict) -> torch.Tensor:
+    """Each training image's component: the GMM's posteriors of the codes, propagated over the
+    images' neighbours."""
+    codes = torch.from_numpy(latent_codes(model, pixels))
+    posteriors = gmm_log_responsibilities(codes, gmm).exp()
+    return propagate(posteriors, neighbours).argmax(dim=1)
+
+
+def refine_toward_gmm(model: VAE, pixels: np.ndarray, targets: torch.Tensor, gmm: dict,
                       config: TrainConfig, log: Callable) -> list[dict]:
-    """Train `model` on with the cluster loss toward each image's propagated component; return the
+    """Train `model` on with the cluster loss toward each image's target component; return the
     history."""
     data = _on_device(pixels)
-    start_codes = torch.from_numpy(latent_codes(model, pixels))
-    posteriors = gmm_log_responsibilities(start_codes, gmm).exp()
-    targets = propagate(posteriors, neighbours).argmax(dim=1).to(data.device)
-    image_shape = (-1, 1, *pixels.shape[1:])
+    targets = targets.to(data.device)
 
     def cluster_loss(codes: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Cross-entropy to each image's component, averaged over its code and a jittered view's."""
-        views = jittered(data[batch].view(image_shape), config.refine_jitter)
+        views = jittered(data[batch][:, None], config.refine_jitter)
         view_codes = model.encode(views)[0]
         log_q = gmm_log_responsibilities(torch.cat([codes, view_codes]), gmm)
         return config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
@@ -660,11 +704,15 @@ def refine_toward_gmm(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor, 
                       stage="refine")
 
 
+RoundWatcher = Callable[[VAE, dict, np.ndarray], None]
+
+
 def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                   config: TrainConfig = DEFAULTS,
-                   log: Callable = print) -> tuple[VAE, dict, list[dict]]:
-    """The whole method: the VAE, the GMM, the refinement toward it, the GMM fitted again after
-    each round, then the decoder alone."""
+                   config: TrainConfig = DEFAULTS, log: Callable = print,
+                   after_round: RoundWatcher | None = None) -> tuple[VAE, dict, list[dict]]:
+    """The whole method: the VAE, the GMM, the refinement toward it with the GMM fitted again after
+    each round, then the decoder alone, for reconstruction. `after_round(model, gmm, target
+    digits)`, where given, sees each round's outcome: for diagnostics (scripts/limits.py)."""
     model, history = train_vae(train_pixels, config, log)
 
     def fitted_gmm() -> dict:
@@ -675,15 +723,29 @@ def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels:
     if config.refine_rounds:
         neighbours = nearest_images(train_pixels, config.refine_neighbours)
     for _ in range(config.refine_rounds):
-        history += refine_toward_gmm(model, train_pixels, neighbours, gmm, config, log)
+        targets = propagated_targets(model, train_pixels, neighbours, gmm)
+        history += refine_toward_gmm(model, train_pixels, targets, gmm, config, log)
+        target_digits = gmm["digits"][targets.numpy()]
         gmm = fitted_gmm()
-    # The refinement moved the codes under a decoder trained at a constant rate: the decoder alone
-    # catches up, the encoder and so every code and prediction held as they are.
-    if config.refine_rounds and config.decoder_epochs:
-        history += run_epochs(model, _on_device(train_pixels), epochs=config.decoder_epochs,
-                              batch_size=4 * config.batch_size, lr=config.lr, beta=config.beta,
-                              log=log, trained=model.decoder, decay=True, stage="decoder")
+        if after_round is not None:
+            after_round(model, gmm, target_digits)
+    if config.decoder_epochs:
+        history += train_decoder(model, train_pixels, config, log)
     return model, gmm, history
+
+
+def train_decoder(model: VAE, pixels: np.ndarray, config: TrainConfig, log: Callable) -> list[dict]:
+    """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
+    cross-entropy, on 4x batches. The encoder, so every code, the GMM and every prediction, stay as
+    they are. The refinement moved the codes under a decoder trained at a constant rate and for the
+    cross-entropy alone; here the decoder catches up with them, and learns the sharp strokes and
+    clean background that SSIM rewards. Images under 7x7 pixels have no SSIM window, and take the
+    cross-entropy alone."""
+    has_window = min(pixels.shape[1:]) >= SSIM_WINDOW
+    return run_epochs(model, _on_device(pixels), epochs=config.decoder_epochs,
+                      batch_size=4 * config.batch_size, lr=config.lr, beta=config.beta, log=log,
+                      trained=model.decoder, decay=True,
+                      ssim_weight=config.ssim_weight if has_window else 0.0, stage="decoder")
 
 
 # -------------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ that every comparison and every time ratio comes from one run on one machine.
     python scripts/benchmark.py --quick              # a small, fast run for CI
     python scripts/benchmark.py --split 1 --draws 2  # another split: other digits held out
     python scripts/benchmark.py -- --beta 0.5        # extra flags after -- go to vae.py train
+    python scripts/benchmark.py --seeds 0 --draws 1 --baseline cbd028c --figure docs/reconstructions.png
+                                                     # the same held-out digits, reconstructed by each
 """
 
 from __future__ import annotations
@@ -94,6 +96,18 @@ def format_row(summary: dict) -> list[str]:
 HEADER = ["seed", "F1avg mean", "F1avg worst", "1-MSE", "SSIM", "train s", "recon s", "classify s", "peak MB"]
 
 
+FIGURE_IMAGES = 12
+
+
+def draw_figure(rows: dict[str, np.ndarray], title: str, path: Path) -> None:
+    """Rows of images under their labels, as one PNG."""
+    from report import image_rows  # Matplotlib only where a figure is asked for
+
+    figure = image_rows(list(rows.values()), list(rows), title)
+    figure.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def baseline_vae(revision: str, folder: Path) -> Path:
     """vae.py as it was at `revision`, written into `folder`."""
     shown = subprocess.run(["git", "show", f"{revision}:vae.py"], cwd=ROOT, capture_output=True, text=True)
@@ -114,6 +128,8 @@ def main() -> None:
                         help=f"the seed of the split into training and held-out parts (default {SPLIT_SEED})")
     parser.add_argument("--quick", action="store_true", help="2,000 training images, 20 epochs, seed 0, 2 draws")
     parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
+    parser.add_argument("--figure", type=Path, help="draw the first seed and draw's reconstructions of "
+                        f"{FIGURE_IMAGES} held-out digits, by each vae.py, into this PNG")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
@@ -135,11 +151,19 @@ def main() -> None:
             np.savez(folder / f"val{draw}.npz", data=images[validation], labels=labels[validation])
             np.savez(folder / f"test{draw}.npz", data=images[data["tests"][draw]])
         results = {name: {seed: [] for seed in seeds} for name in variants}
+        shown = {"held-out digits": images[data["tests"][0][:FIGURE_IMAGES]] / 255.0}
         for seed in seeds:
             for draw in range(draws):
                 for name, vae_py in variants.items():
                     results[name][seed].append(run_pair(vae_py, seed, draw, folder, data, train_flags))
                     print(f"{name}, seed {seed}, draw {draw}: F1avg {results[name][seed][-1]['F1avg']:.4f}", flush=True)
+                    if (seed, draw) == (seeds[0], 0):
+                        label = f"{name}, SSIM {results[name][seed][-1]['SSIM']:.3f}"
+                        with np.load(folder / "vae_reconstructed.npz") as archive:
+                            shown[label] = archive["data"][:FIGURE_IMAGES]
+    if args.figure:
+        draw_figure(shown, f"Held-out digits reconstructed by each vae.py (training seed {seeds[0]}); "
+                    "SSIM over all the held-out test digits", args.figure)
     tables = {name: seed_rows(per_seed) for name, per_seed in results.items()}
     for name, rows in tables.items():
         print(f"\n{name}\n")

@@ -306,8 +306,8 @@ def test_nan_loss_stops_training_with_a_clear_message(demo, shipped, cli):
 def test_ctrl_c_during_training_writes_nothing(demo, shipped):
     before = files_in(shipped)
     process = subprocess.Popen(
-        [sys.executable, str(VAE_PY), str(demo["train"]), str(demo["val"]), "train", "vae.pth", "gmm_params.pkl",
-         "--epochs", "1000"], cwd=shipped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, str(VAE_PY), str(demo["train"]), str(demo["val"]), "train", "vae.pth", "gmm_params.pkl"],
+        cwd=shipped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
         if line.startswith("epoch"):
             break
