@@ -1,10 +1,13 @@
 """What limits the scores: the 2-D latent space, the training seed, or the GMM?
 
 Trains vae.py's default classifier on the benchmark's development part of the course file, once per
-seed and validation draw (the refinement toward the GMM depends on the draw), and prints two tables:
+seed and validation draw (the refinement toward the GMM depends on the draw), and prints three tables:
 
 - classification: the GMM's F1avg over the benchmark's validation draws, next to a k-nearest-
   neighbour classifier given every training label, in the latent space and in pixel space;
+- the refinement's gaps, for the model of draw 0: how often its neighbour graph would be right if it
+  knew every label, how often each round's propagated targets are right, how often the GMM of the
+  training codes is right and agrees with the targets, and the held-out score;
 - reconstruction: 1 - MSE and SSIM on the images the VAE trained on and on held-out images.
 
     python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 20 minutes
@@ -17,6 +20,7 @@ digits can be told apart in a space, not a method anyone could submit.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -52,6 +56,22 @@ def blurred(pixels: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
     return F.conv2d(images, kernel[None, None], padding=radius).flatten(1)
 
 
+def graph_vote_accuracy(pixels: np.ndarray, labels: torch.Tensor, k: int) -> float:
+    """How right the refinement's graph could be: each training image's k nearest other images, by
+    vae.py's own neighbour search, voting with their true labels."""
+    others = vae.nearest_images(pixels, k + 1)[:, 1:]  # each image is its own nearest
+    votes = torch.mode(labels[others], dim=1).values
+    return (votes == labels).double().mean().item()
+
+
+def record_round(rounds: list[list[float]], pixels: np.ndarray, truth: np.ndarray, model: vae.VAE, gmm: dict,
+                 targets: np.ndarray) -> None:
+    """After a round of the refinement: how often its targets are right, how often the GMM of the training codes
+    is right, and how often it agrees with the targets."""
+    predicted = vae.gmm_predict(gmm, vae.latent_codes(model, pixels))
+    rounds.append([np.mean(targets == truth), np.mean(predicted == truth), np.mean(predicted == targets)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
@@ -76,6 +96,8 @@ def main() -> None:
         ["deskewed, 3x3 box (the refinement's graph)", "-", "-",
          f"{knn_accuracy(vae.neighbour_features(train_pixels), vae.neighbour_features(held_pixels)):.4f}"],
     ]
+    graph = graph_vote_accuracy(train_pixels, train_labels, vae.DEFAULTS.refine_neighbours)
+    gaps = []
     reconstruction = []
     every_fourth = np.arange(0, len(train), 4)
     for seed in args.seeds:
@@ -85,11 +107,16 @@ def main() -> None:
         for draw in range(args.draws):
             validation, test = validation_and_test(labels, held_out, draw)
             validation_pixels = held_pixels[[position[i] for i in validation]]
+            rounds: list[list[float]] = []
+            after_round = functools.partial(record_round, rounds, train_pixels, labels[train])
             model, gmm, _ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config,
-                                               log=lambda *_: None)
+                                               log=lambda *_: None, after_round=after_round)
             predicted = vae.gmm_predict(gmm, vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
             scores.append(classification_scores(labels[test], predicted)["F1avg"])
-            if draw == 0:  # the space and the reconstructions of the model that draw 0 trained
+            if draw == 0:  # the gaps, the space and the reconstructions of the model that draw 0 trained
+                for number, fractions in enumerate(rounds, start=1):
+                    gaps.append([f"seed {seed}", str(number), f"{graph:.4f}", *(f"{value:.4f}" for value in fractions),
+                                 f"{scores[0]:.4f}"])
                 knn = knn_accuracy(vae.latent_codes(model, train_pixels), vae.latent_codes(model, held_pixels))
                 seen = reconstruction_scores(images[train][every_fourth],
                                              vae.reconstruct(model, train_pixels[every_fourth]))
@@ -101,6 +128,9 @@ def main() -> None:
         print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     print(f"\ntraining images {len(train)}, held-out images {len(held_out)}, {args.draws} validation draws per seed\n")
     print_table(["space", "GMM F1avg mean", "GMM F1avg min", f"{NEIGHBOURS}-NN accuracy, all labels"], classification)
+    print()
+    print_table(["model", "round", f"graph's {vae.DEFAULTS.refine_neighbours}-NN vote, all labels", "targets right",
+                 "training codes' GMM right", "GMM agrees with targets", "held-out F1avg"], gaps)
     print()
     print_table(["model", "trained-on 1-MSE", "trained-on SSIM", "held-out 1-MSE", "held-out SSIM"], reconstruction)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from limits import NEIGHBOURS, blurred, knn_predict
+from limits import NEIGHBOURS, blurred, graph_vote_accuracy, knn_predict
 
 
 def test_knn_votes_with_the_nearest_training_points():
@@ -24,3 +24,17 @@ def test_blur_keeps_the_ink_and_spreads_it():
     assert abs(result.sum().item() - 1.0) < 1e-5
     assert 0 < result[14, 15] < result[14, 14] < 1
     assert result[14, 15] == result[15, 14]
+
+
+def test_the_graph_vote_counts_images_whose_neighbours_outvote_their_label():
+    rng = np.random.default_rng(1)
+    shapes = np.zeros((3, 12, 12), np.float32)
+    shapes[0, 2:10, 5:7] = 1  # a bar standing up
+    shapes[1, 5:7, 2:10] = 1  # a bar lying down
+    shapes[2, 2:10, 2:10] = 1
+    shapes[2, 4:8, 4:8] = 0  # a ring
+    noise = 0.05 * rng.random((41, 12, 12)).astype(np.float32)
+    pixels = shapes[np.repeat([0, 1, 2], [20, 20, 1])] + noise
+    labels = torch.tensor([1] * 20 + [4] * 20 + [8])
+    assert graph_vote_accuracy(pixels[:40], labels[:40], k=3) == 1.0
+    assert graph_vote_accuracy(pixels, labels, k=1) == 40 / 41  # the lone ring's nearest other image is a bar
