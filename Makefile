@@ -1,4 +1,5 @@
-# make demo | test | test-all | test-starter | test-grader | model | report | benchmark | limits | submission REPORT=report.pdf
+# make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits
+# make submission REPORT=report.pdf
 PYTHON := .venv/bin/python
 STARTER := .venv-starter/bin/python
 GRADER := .venv-grader/bin/python
@@ -6,7 +7,7 @@ COURSE_FILE := ../shared/data/mnist_1_4_8_train.npz
 VAE := ../$(PYTHON) ../vae.py
 DRAW_VALIDATION := $(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
 
-.PHONY: demo test test-all test-starter test-grader lint model report benchmark limits submission clean
+.PHONY: demo test test-all test-starter test-grader lint model report explorer benchmark limits submission clean
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	./install.sh
@@ -51,6 +52,9 @@ model: .venv/.installed
 report: models/val.npz
 	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
 
+explorer: models/val.npz  # the shipped model's page: explorer/explorer.html
+	$(PYTHON) scripts/explorer.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out explorer
+
 BASELINE ?= a1fc881
 benchmark: .venv/.installed
 	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE)
@@ -62,4 +66,4 @@ submission: .venv/.installed .venv-starter/.installed
 	$(PYTHON) scripts/submission.py --python $(STARTER) $(if $(REPORT),--report "$(REPORT)")
 
 clean:
-	rm -rf demo report .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv submission.zip
+	rm -rf demo report explorer .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv submission.zip

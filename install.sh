@@ -4,6 +4,7 @@
 #   ./install.sh --starter  .venv-starter: the course's starter kit, Python 3.10 and PyTorch 2.0.1
 #   ./install.sh --grader   .venv-grader: a published grader's, Python 3.12 and PyTorch 2.5.1
 #   ./install.sh --conda    the conda environment of environment.yaml (the course's own), if conda exists
+#   ./install.sh --browser  Debian's Chromium and ChromeDriver, for the explorer's browser tests
 # The starter and grader environments find their Python through pyenv, else as python3.X on PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -30,12 +31,18 @@ case "${1:-}" in
     conda env create -f environment.yaml || conda env update -f environment.yaml
     echo "done: conda activate col333-vae"
     exit 0 ;;
+  --browser)
+    command -v apt-get >/dev/null || { echo "install.sh: --browser needs apt-get; install Chromium and ChromeDriver yourself" >&2; exit 1; }
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver
+    echo "done: $(chromium --version)"
+    exit 0 ;;
   --starter) venv=.venv-starter; python=$(find_python 3.10); requirements=envs/starter.txt
              torch_requirements=envs/starter-torch.txt ;;
   --grader) venv=.venv-grader; python=$(find_python 3.12); requirements=envs/grader.txt
             torch_requirements=envs/grader-torch.txt ;;
   "") venv=.venv; python=${PYTHON:-python3}; requirements=requirements-dev.txt ;;
-  *) echo "usage: ./install.sh [--starter | --grader | --conda]" >&2; exit 2 ;;
+  *) echo "usage: ./install.sh [--starter | --grader | --conda | --browser]" >&2; exit 2 ;;
 esac
 
 rm -rf "$venv"
