@@ -9,6 +9,8 @@ from conftest import images_of, labels_of, run_vae, tiny_training
 
 import vae
 
+SHORT = ["--epochs", "3", "--refine-steps", "60", "--decoder-epochs", "2"]  # every stage, a few steps each
+
 
 @pytest.mark.slow
 def test_training_twice_gives_identical_files(demo, tmp_path):
@@ -17,7 +19,7 @@ def test_training_twice_gives_identical_files(demo, tmp_path):
     for run in ("first", "second"):
         folder = tmp_path / run
         folder.mkdir()
-        run_vae(tmp_path / "train.npz", demo["val"], "train", "vae.pth", "gmm_params.pkl", "--epochs", "3", cwd=folder)
+        run_vae(tmp_path / "train.npz", demo["val"], "train", "vae.pth", "gmm_params.pkl", *SHORT, cwd=folder)
         run_vae(demo["test"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=folder)
         run_vae(demo["recon"], "test_reconstruction", "vae.pth", cwd=folder)
         outputs.append({name: (folder / name).read_bytes()
