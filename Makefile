@@ -55,9 +55,11 @@ report: models/val.npz
 explorer: models/val.npz  # the shipped model's page: explorer/explorer.html
 	$(PYTHON) scripts/explorer.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out explorer
 
+# the baseline: the first vae.py of a VAE and a GMM with no refinement, every training time's reference
 BASELINE ?= a1fc881
+DRAWS ?= 5
 benchmark: .venv/.installed
-	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE)
+	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE) --draws $(DRAWS)
 
 limits: .venv/.installed
 	$(PYTHON) scripts/limits.py
