@@ -10,8 +10,8 @@ seed and validation draw (the refinement toward the GMM depends on the draw), an
   training codes is right and agrees with the targets, and the held-out score;
 - reconstruction: 1 - MSE and SSIM on the images the VAE trained on and on held-out images.
 
-    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 20 minutes
-    python scripts/limits.py --seeds 0 --draws 2
+    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 40 minutes
+    python scripts/limits.py --draws 1        # draw 0 only: about 8 minutes
 
 The kNN classifiers read the training labels, which vae.py never does: they measure how well the
 digits can be told apart in a space, not a method anyone could submit.
