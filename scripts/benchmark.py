@@ -159,7 +159,7 @@ def main() -> None:
                 for name, vae_py in variants.items():
                     results[name][seed].append(run_pair(vae_py, seed, draw, folder, data, train_flags))
                     print(f"{name}, seed {seed}, draw {draw}: F1avg {results[name][seed][-1]['F1avg']:.4f}", flush=True)
-                    if (seed, draw) == (seeds[0], 0):
+                    if args.figure and (seed, draw) == (seeds[0], 0):
                         label = f"{name}, SSIM {results[name][seed][-1]['SSIM']:.3f}"
                         with np.load(folder / "vae_reconstructed.npz") as archive:
                             shown[label] = archive["data"][:FIGURE_IMAGES]

@@ -107,8 +107,8 @@ def main() -> None:
         for draw in range(args.draws):
             validation, test = validation_and_test(labels, held_out, draw)
             validation_pixels = held_pixels[[position[i] for i in validation]]
-            rounds: list[list[float]] = []
-            after_round = functools.partial(record_round, rounds, train_pixels, labels[train])
+            rounds: list[list[float]] = []  # the gaps are reported for draw 0's model only
+            after_round = functools.partial(record_round, rounds, train_pixels, labels[train]) if draw == 0 else None
             model, gmm, _ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config,
                                                log=lambda *_: None, after_round=after_round)
             predicted = vae.gmm_predict(gmm, vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
