@@ -25,8 +25,9 @@ import torch  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 from scipy.stats import norm  # noqa: E402
-from score import classification_scores  # noqa: E402
 from torch import nn  # noqa: E402
+
+from score import classification_scores  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae  # noqa: E402  (vae.py is the product, one directory up)

@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
 from grader import grader_commands, last_line, run_vae
 from make_demo_data import make_demo_files
 from score import classification_scores

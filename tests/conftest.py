@@ -21,9 +21,8 @@ SHIPPED = ROOT / "models"
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import grader  # noqa: E402
-from make_demo_data import make_demo_files  # noqa: E402
-
 import vae  # noqa: E402
+from make_demo_data import make_demo_files  # noqa: E402
 
 
 def run_vae(*args, cwd: Path, expect: int | None = 0, python: Path | str = sys.executable) -> grader.Run:

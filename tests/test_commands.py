@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+
+import vae
 from conftest import (
     ROOT,
     VAE_PY,
@@ -21,8 +23,6 @@ from conftest import (
     tiny_training,
 )
 from score import classification_scores
-
-import vae
 
 
 @pytest.mark.slow

@@ -16,11 +16,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from conftest import SHIPPED, images_of, labels_of  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import vae  # noqa: E402
+from conftest import SHIPPED, images_of, labels_of  # noqa: E402
 
 device = "cpu"
 

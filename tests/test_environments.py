@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import ROOT, SHIPPED, labels_of, read_predictions, run_vae
 from grader import grader_commands
 from score import classification_scores

@@ -17,13 +17,13 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple
 
-import explorer
 import numpy as np
 import pytest
 import torch
-from conftest import SHIPPED, images_of, labels_of
 
+import explorer
 import vae
+from conftest import SHIPPED, images_of, labels_of
 
 SHIPPED_FILES = [str(SHIPPED / "vae.pth"), str(SHIPPED / "gmm_params.pkl")]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import SHIPPED, VAE_PY, run_vae
 from submission import disallowed_imports
 

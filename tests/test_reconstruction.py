@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SHIPPED, images_of, labels_of
 from skimage.metrics import structural_similarity
 
 import vae
+from conftest import SHIPPED, images_of, labels_of
 
 
 def skimage_ssim(originals: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:

@@ -10,11 +10,11 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from conftest import images_of, labels_of
 from scipy import ndimage
 from scipy.special import logsumexp
 
 import vae
+from conftest import images_of, labels_of
 
 
 def random_gmm(rng: np.random.Generator, k: int = 3, d: int = 2) -> dict:

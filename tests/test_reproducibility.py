@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import images_of, labels_of, run_vae, tiny_training
 
 import vae
+from conftest import images_of, labels_of, run_vae, tiny_training
 
 SHORT = ["--epochs", "3", "--refine-steps", "60", "--decoder-epochs", "2"]  # every stage, a few steps each
 

@@ -13,6 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+
+import vae
 from conftest import (
     VAE_PY,
     assert_clean_error,
@@ -23,8 +25,6 @@ from conftest import (
     tiny_training,
 )
 from grader import run_vae as run_measured
-
-import vae
 
 # --- Inputs people have: accepted --------------------------------------------------------------
 
