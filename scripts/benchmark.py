@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from draw_validation import COURSE_FILE, draw_validation, read_course_file
 from grader import grader_commands, run_vae
 from score import classification_scores, print_table, reconstruction_scores
@@ -129,7 +130,8 @@ def main() -> None:
                         help=f"the seed of the split into training and held-out parts (default {SPLIT_SEED})")
     parser.add_argument("--quick", action="store_true",
                         help="a check that it runs: 2,000 images, a short training, seed 0, 1 draw")
-    parser.add_argument("--data", type=Path, default=COURSE_FILE, help="the course training file")
+    parser.add_argument("--data", type=Path, default=COURSE_FILE,
+                        help="the course training file (default: $COURSE_FILE, else data/mnist_1_4_8_train.npz)")
     parser.add_argument("--figure", type=Path, help="draw the first seed and draw's reconstructions of "
                         f"{FIGURE_IMAGES} held-out digits, by each vae.py, into this PNG")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")

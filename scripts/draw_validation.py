@@ -1,27 +1,32 @@
 """Draw a validation file of N images per digit (with labels) from a labelled .npz.
 
-    python scripts/draw_validation.py ../shared/data/mnist_1_4_8_train.npz models/val.npz
+    python scripts/draw_validation.py data/mnist_1_4_8_train.npz models/val.npz
 
 `make model` uses it with the default seed, so the shipped model can be reproduced. The tools draw
-their validation sets with the same routine, `draw_validation`, and read the course file, which lives
-at COURSE_FILE beside the repository, with `read_course_file`.
+their validation sets with the same routine, `draw_validation`, and read the course file with
+`read_course_file`. The course file is COURSE_FILE: the environment variable of that name where it is
+set (as CI sets it), else data/mnist_1_4_8_train.npz in the clone.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-COURSE_FILE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist_1_4_8_train.npz"
+DEFAULT_COURSE_FILE = Path(__file__).resolve().parent.parent / "data" / "mnist_1_4_8_train.npz"
+COURSE_FILE = Path(os.environ.get("COURSE_FILE") or DEFAULT_COURSE_FILE).resolve()
 
 
 def read_course_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The course file's images and labels; a one-line exit when it is missing."""
+    """The course file's images and labels; a one-line exit (status 2) when it is missing."""
     if not path.is_file():
-        sys.exit(f"{Path(sys.argv[0]).name}: {path} not found; it is the course file kept in ../shared/data")
+        print(f"{Path(sys.argv[0]).name}: {path} not found: put the course's mnist_1_4_8_train.npz in data/, "
+              "or give its path (COURSE_FILE=... for make)", file=sys.stderr)
+        sys.exit(2)
     with np.load(path) as archive:
         return archive["data"], archive["labels"]
 

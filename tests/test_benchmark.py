@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from benchmark import SPLIT_SEED, split_course_file
 from conftest import ROOT
 from draw_validation import COURSE_FILE, read_course_file
@@ -14,7 +15,7 @@ from score import reconstruction_scores
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file in ../shared/data")
+@pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file: data/ or COURSE_FILE")
 def test_quick_benchmark_prints_a_seed_table_that_beats_ignoring_the_input():
     result = subprocess.run([sys.executable, ROOT / "scripts" / "benchmark.py", "--quick"],
                             capture_output=True, text=True, timeout=900, check=True)

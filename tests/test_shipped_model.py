@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SHIPPED, read_predictions, run_vae
-from draw_validation import COURSE_FILE
 
 import vae
+from conftest import ROOT, SHIPPED, read_predictions, run_vae
+from draw_validation import COURSE_FILE
 
 SHIPPED_TORCH = json.loads((SHIPPED / "vae_history.json").read_text()).get("torch")
 
@@ -26,7 +26,7 @@ def test_the_shipped_gmm_belongs_to_the_shipped_weights_loaded_the_course_way():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file in ../shared/data")
+@pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file: data/ or COURSE_FILE")
 @pytest.mark.skipif(torch.__version__ != SHIPPED_TORCH,
                     reason=f"training is reproducible within one torch release; the shipped model is {SHIPPED_TORCH}'s")
 def test_make_model_reproduces_the_shipped_files(demo, tmp_path):
