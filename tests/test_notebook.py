@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import ROOT
 from nbclient import NotebookClient
+
+from conftest import ROOT
 
 SHORT = ["--epochs", "3", "--refine-steps", "30", "--decoder-epochs", "1"]
 
 
 @pytest.mark.slow
-def test_notebook_runs_top_to_bottom(tmp_path):
+@pytest.mark.parametrize("where", [
+    "in the clone, finding it alone",
+    pytest.param("outside the clone, told where it is", marks=pytest.mark.environment),
+])
+def test_notebook_runs_top_to_bottom(where, tmp_path):
     notebook = nbformat.read(ROOT / "run.ipynb", as_version=4)
     setup = notebook.cells[1]
-    assert "EXTRA_FLAGS = []" in setup.source and 'WORK_DIR = "notebook_run"' in setup.source
-    setup.source = setup.source.replace("EXTRA_FLAGS = []", f"EXTRA_FLAGS = {SHORT}")
-    setup.source = setup.source.replace('WORK_DIR = "notebook_run"', f'WORK_DIR = "{tmp_path}"')
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    work = tmp_path / "outputs"
+    settings = {"EXTRA_FLAGS = []": f"EXTRA_FLAGS = {SHORT}", 'WORK_DIR = "notebook_run"': f'WORK_DIR = "{work}"'}
+    working_folder = ROOT
+    if where.startswith("outside"):
+        working_folder = tmp_path / "elsewhere"
+        working_folder.mkdir()
+        settings["PROJECT = None"] = f'PROJECT = "{ROOT}"'
+    for default, setting in settings.items():
+        assert default in setup.source
+        setup.source = setup.source.replace(default, setting)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(working_folder)}})
+    client.execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     assert sum("image/png" in output.get("data", {}) for output in outputs) == 9
-    assert (tmp_path / "report" / "metrics.json").is_file()
+    assert (work / "report" / "metrics.json").is_file()
