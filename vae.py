@@ -62,6 +62,10 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+LARGEST_COUNT = 2**31 - 1  # bounds every whole-number setting: torch's sizes overflow far beyond it
+LARGEST_NUMBER = float(np.finfo(np.float32).max)  # bounds every real setting: float32's largest
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _setting(40, "passes over the training images")
@@ -92,19 +96,22 @@ class TrainConfig:
                     "refine_steps": 1, "refine_neighbours": 1, "decoder_epochs": 0, "seed": 0}
         for name, minimum in minimums.items():
             value = getattr(self, name)
-            if not minimum <= value < math.inf:
-                raise InputError(f"{flag(name)} must be at least {minimum}, got {value}")
+            if not minimum <= value <= LARGEST_COUNT:
+                raise InputError(f"{flag(name)} must be between {minimum} and {LARGEST_COUNT}, "
+                                 f"got {value}")
         if not 0 <= self.refine_jitter <= 5:  # at 10, some views would shrink to a single pixel
             raise InputError(f"--refine-jitter must be between 0 and 5, got {self.refine_jitter}")
-        if not 0 <= self.ssim_weight < math.inf:
-            raise InputError(f"--ssim-weight must be 0 or more, got {self.ssim_weight}")
+        if not 0 <= self.ssim_weight <= LARGEST_NUMBER:
+            raise InputError(f"--ssim-weight must be between 0 and {LARGEST_NUMBER:.3g}, "
+                             f"got {self.ssim_weight}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             value = getattr(self, name)
-            if not 0 < value < math.inf:
-                raise InputError(f"{flag(name)} must be a positive number, got {value}")
-        if not self.hidden or min(self.hidden) < 1:
+            if not 0 < value <= LARGEST_NUMBER:
+                raise InputError(f"{flag(name)} must be a positive number up to "
+                                 f"{LARGEST_NUMBER:.3g}, got {value}")
+        if not self.hidden or not 1 <= min(self.hidden) <= max(self.hidden) <= LARGEST_COUNT:
             sizes = " ".join(map(str, self.hidden))
-            raise InputError(f"--hidden must be positive sizes, got {sizes}")
+            raise InputError(f"--hidden must be sizes between 1 and {LARGEST_COUNT}, got {sizes}")
 
 
 DEFAULTS = TrainConfig()
@@ -331,6 +338,44 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def parameter_count(input_dim: int, hidden: tuple[int, ...], latent_dim: int) -> int:
+    """count_parameters(VAE(input_dim, hidden, latent_dim)), without building it."""
+    encoder = [input_dim, *hidden]
+    decoder = [latent_dim, *reversed(hidden), input_dim]
+    layers = list(zip(encoder, encoder[1:])) + list(zip(decoder, decoder[1:]))
+    layers += [(hidden[-1], latent_dim), (hidden[-1], latent_dim)]  # to_mean and to_log_var
+    return sum((size_in + 1) * size_out for size_in, size_out in layers)
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
+
+
+def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig, path: str) -> None:
+    """Refuse, before building it, a VAE whose training would exhaust the memory: an MLP's first
+    and last layers grow with the pixels, so a large scan asks for billions of parameters."""
+    pixels = math.prod(image_shape)
+    parameters = parameter_count(pixels, config.hidden, config.latent_dim)
+    needed = parameters * TRAINING_BYTES_PER_PARAMETER
+    available = available_memory()
+    if available is None or needed <= available:
+        return
+    fixed = parameter_count(0, config.hidden, config.latent_dim)
+    per_pixel = parameter_count(1, config.hidden, config.latent_dim) - fixed
+    fitting_pixels = max(available // TRAINING_BYTES_PER_PARAMETER - fixed, 0) // per_pixel
+    side = math.isqrt(fitting_pixels)
+    size = "x".join(map(str, image_shape))
+    hidden = " ".join(map(str, config.hidden))
+    if side >= 2:
+        remedy = (f"use images of up to about {side}x{side} (the course's are 28x28), "
+                  "or smaller sizes")
+    else:
+        remedy = "use smaller sizes"
+    raise InputError(f"{path}: a VAE for images of {size} pixels with --hidden {hidden} and "
+                     f"--latent-dim {config.latent_dim} has {parameters:,} parameters and needs "
+                     f"about {needed / 2**30:,.1f} GiB to train, but {available / 2**30:,.1f} GiB "
+                     f"of memory are free; {remedy}")
+
+
 # -------------------------------------------------------------------------------------------------
 # Loss and training.
 
@@ -511,6 +556,15 @@ def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray,
     return np.log(weights) + log_densities
 
 
+def has_cholesky_factor(matrix: np.ndarray) -> bool:
+    """Whether a symmetric matrix is positive definite, as gmm_log_joint needs."""
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray, reg_covar: float):
     totals = responsibilities.sum(axis=0) + 10 * np.finfo(float).eps
     weights = totals / totals.sum()
@@ -586,6 +640,9 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
     means = np.stack([val_codes[components == k].mean(axis=0) for k in range(len(digits))])
     dimensions = train_codes.shape[1]
     start_covariance = np.cov(train_codes.T).reshape(dimensions, -1) / len(digits) ** 2
+    if not has_cholesky_factor(start_covariance):
+        raise InputError("the latent codes of these images do not spread out, so no GMM can be "
+                         "fitted: are the images blank or all alike, or is --beta too large?")
     covariances = np.repeat(start_covariance[None], len(digits), axis=0)
     weights = np.full(len(digits), 1 / len(digits))
     gmm = fit_gmm(train_codes, weights, means, covariances, val_codes, components)
@@ -826,6 +883,65 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
 
 GMM_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")
+GMM_WEIGHTS_SUM_TOLERANCE = 1e-3  # room for weights stored at half precision
+GMM_SYMMETRY_TOLERANCE = 1e-6  # of a covariance's largest entry
+
+
+def _real_array(gmm: dict, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
+    """gmm[key] as float64, refused unless it is a finite real array of `shape`."""
+    value = gmm[key]
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{path}: '{key}' must be an array of shape {shape}, found a "
+                         f"{type(value).__name__}; train again to write a sound GMM")
+    is_real = np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
+    if not is_real or value.shape != shape:
+        raise InputError(f"{path}: '{key}' must be real numbers of shape {shape} for this model, "
+                         f"found {value.dtype} of shape {value.shape}; train again")
+    value = value.astype(np.float64)
+    if not np.all(np.isfinite(value)):
+        raise InputError(f"{path}: '{key}' holds NaN or infinite values; train again")
+    return value
+
+
+def check_gmm(gmm: object, path: str, model: VAE, fingerprint: str) -> dict:
+    """The GMM of a file, checked whole against `model`, its arrays as float64 and int64: every
+    fault named with the file, the field and the remedy."""
+    if not isinstance(gmm, dict):
+        raise InputError(f"{path}: not a GMM file saved by this program (a {type(gmm).__name__}, "
+                         "not a dict); train again to write one")
+    missing = [key for key in GMM_KEYS if key not in gmm]
+    if missing:
+        raise InputError(f"{path}: not a GMM file saved by this program (no {', '.join(missing)}); "
+                         "train again to write one")
+    digits = gmm["digits"]
+    if not (isinstance(digits, np.ndarray) and digits.ndim == 1 and len(digits) >= 2
+            and np.issubdtype(digits.dtype, np.integer)):
+        raise InputError(f"{path}: 'digits' must be a 1-D array of whole numbers, one per "
+                         "component; train again")
+    components, dimensions = len(digits), model.latent_dim
+    weights = _real_array(gmm, "weights", (components,), path)
+    means = _real_array(gmm, "means", (components, dimensions), path)
+    covariances = _real_array(gmm, "covariances", (components, dimensions, dimensions), path)
+    if np.any(weights <= 0) or abs(weights.sum() - 1) > GMM_WEIGHTS_SUM_TOLERANCE:
+        raise InputError(f"{path}: 'weights' must be positive and sum to 1, found "
+                         f"{np.array2string(weights, precision=4)}; train again")
+    for component, (digit, covariance) in enumerate(zip(digits, covariances)):
+        asymmetry = np.abs(covariance - covariance.T).max()
+        is_symmetric = asymmetry <= GMM_SYMMETRY_TOLERANCE * np.abs(covariance).max()
+        if not (is_symmetric and has_cholesky_factor(covariance)):
+            raise InputError(f"{path}: the covariance of component {component} (digit {digit}) is "
+                             "not symmetric positive definite; train again to refit the GMM")
+    image_shape = gmm["image_shape"]
+    if not (isinstance(image_shape, np.ndarray) and image_shape.ndim == 1
+            and np.issubdtype(image_shape.dtype, np.integer)
+            and math.prod(image_shape.tolist()) == model.input_dim):
+        raise InputError(f"{path}: 'image_shape' does not match the model's {model.input_dim} "
+                         "pixels; train both together")
+    if not isinstance(gmm["vae_sha256"], str) or gmm["vae_sha256"] != fingerprint:
+        raise InputError(f"{path}: this GMM was fitted with a different vae.pth; "
+                         "train both together")
+    return {**gmm, "weights": weights, "means": means, "covariances": covariances,
+            "digits": digits.astype(np.int64)}
 
 
 def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
@@ -836,25 +952,7 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
             gmm = _PlainDataUnpickler(handle).load()
     except Exception as error:
         raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
-    if not isinstance(gmm, dict) or any(key not in gmm for key in GMM_KEYS):
-        raise InputError(f"{path}: not a GMM file saved by this program (missing keys)")
-    components = len(np.atleast_1d(gmm["digits"]))
-    dimensions = model.latent_dim
-    shapes = {"weights": (components,), "means": (components, dimensions),
-              "covariances": (components, dimensions, dimensions), "digits": (components,)}
-    for key, shape in shapes.items():
-        value = gmm[key]
-        is_array = isinstance(value, np.ndarray) and value.shape == shape
-        if not is_array or not np.issubdtype(value.dtype, np.number):
-            raise InputError(f"{path}: '{key}' is not an array of shape {shape} for this model")
-        if not np.all(np.isfinite(value)):
-            raise InputError(f"{path}: '{key}' holds NaN or infinite values")
-    if not np.issubdtype(gmm["digits"].dtype, np.integer):
-        raise InputError(f"{path}: 'digits' must hold whole numbers, not {gmm['digits'].dtype}")
-    if gmm["vae_sha256"] != fingerprint:
-        raise InputError(f"{path}: this GMM was fitted with a different vae.pth; "
-                         "train both together")
-    return gmm
+    return check_gmm(gmm, path, model, fingerprint)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -890,14 +988,18 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
     if len(output_paths) != len(outputs) or output_paths & input_paths:
         raise InputError("the output paths must differ from each other and from the inputs")
     train = load_images(train_path, labels="ignore")
+    check_model_fits(train.pixels.shape[1:], config, train_path)
     validation = load_images(val_path, labels="required")
     _check_train_inputs(train, validation, train_path, val_path)
     height, width = train.pixels.shape[1:]
     digits = np.unique(validation.labels).tolist()
     log(f"training on {len(train.pixels)} images of {height}x{width}; "
         f"digits {digits} from {len(validation.pixels)} validation images")
-    model, gmm, history = fit_classifier(train.pixels, validation.pixels, validation.labels,
-                                         config, log)
+    try:
+        model, gmm, history = fit_classifier(train.pixels, validation.pixels, validation.labels,
+                                             config, log)
+    except InputError as error:  # what the training images led to
+        raise InputError(f"{train_path}: {error}") from None
     if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
         raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate "
                                  "(train longer?)")
@@ -1028,11 +1130,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vae.py: interrupted; no output was written", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("vae.py: error: out of memory; use fewer or smaller images, or smaller --hidden "
+              "sizes", file=sys.stderr)
+        return 1
     except (InputError, FloatingPointError, OSError) as error:
         print(f"vae.py: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, InputError) else 1
-    except Exception as error:  # a fault of ours or of the machine: still one line, no traceback
-        print(f"vae.py: error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+    except Exception as error:  # a fault of ours: still one line, no traceback
+        print(f"vae.py: error: unexpected {type(error).__name__}: {error} (a bug in vae.py: please "
+              "report this, with the command that caused it)", file=sys.stderr)
         return 1
     return 0
 

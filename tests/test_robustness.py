@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import resource
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import torch
 
 import vae
 from conftest import (
+    SHIPPED,
     VAE_PY,
     assert_clean_error,
     images_of,
@@ -190,13 +192,6 @@ def test_bad_model_and_gmm_files(demo, shipped, cli):
     (shipped / "garbage.pkl").write_bytes(b"not a pickle")
     with open(shipped / "list.pkl", "wb") as handle:
         pickle.dump([1, 2, 3], handle)
-    with open(shipped / "gmm_params.pkl", "rb") as handle:
-        gmm = pickle.load(handle)
-    for name, key, value in [("shape", "means", np.zeros((3, 5))), ("type", "weights", 7),
-                             ("nan", "covariances", np.full((3, 2, 2), np.nan)),
-                             ("float_digits", "digits", np.array([1.0, 4.0, 8.0]))]:
-        with open(shipped / f"wrong_{name}.pkl", "wb") as handle:
-            pickle.dump({**gmm, key: value}, handle)
     cli(demo["val"], demo["val"], "train", "other.pth", "other.pkl", *tiny_training())
     cases = [
         (["test_reconstruction", "missing.pth"], "no such model file"),
@@ -207,42 +202,166 @@ def test_bad_model_and_gmm_files(demo, shipped, cli):
         (["test_classifier", "vae.pth", "garbage.pkl"], "not a GMM file"),
         (["test_classifier", "vae.pth", "list.pkl"], "not a GMM file"),
         (["test_classifier", "vae.pth", "other.pkl"], "different vae.pth"),
-        (["test_classifier", "vae.pth", "wrong_shape.pkl"], "'means' is not an array of shape (3, 2)"),
-        (["test_classifier", "vae.pth", "wrong_type.pkl"], "'weights' is not an array"),
-        (["test_classifier", "vae.pth", "wrong_nan.pkl"], "'covariances' holds NaN"),
-        (["test_classifier", "vae.pth", "wrong_float_digits.pkl"], "'digits' must hold whole numbers"),
     ]
     for arguments, fragment in cases:
         assert_clean_error(cli(demo["recon"], *arguments, expect=None), 2, fragment)
 
 
-def test_unwritable_outputs_and_bad_command_lines(demo, shipped, cli):
+def shipped_gmm() -> dict:
+    with open(SHIPPED / "gmm_params.pkl", "rb") as handle:
+        return pickle.load(handle)
+
+
+def covariances_with(component: int, matrix: list[list[float]]) -> np.ndarray:
+    covariances = shipped_gmm()["covariances"].copy()
+    covariances[component] = matrix
+    return covariances
+
+
+BROKEN_GMM_FIELDS = {  # case: (field, broken value or MISSING, what the message must say)
+    **{f"no {key}": (key, "MISSING", f"(no {key})") for key in vae.GMM_KEYS},
+    "weights of the wrong shape": ("weights", np.full(2, 0.5), "'weights' must be real numbers of shape (3,)"),
+    "means of the wrong shape": ("means", np.zeros((3, 5)), "'means' must be real numbers of shape (3, 2)"),
+    "covariances of the wrong shape": ("covariances", np.stack([np.eye(3)] * 3), "of shape (3, 2, 2)"),
+    "digits of the wrong shape": ("digits", np.array([[1], [4], [8]]), "'digits' must be a 1-D array"),
+    "image_shape of another model": ("image_shape", np.array([28, 27]), "'image_shape' does not match"),
+    "weights not an array": ("weights", 7, "'weights' must be an array of shape (3,), found a int"),
+    "NaN weights": ("weights", np.array([np.nan, 0.5, 0.5]), "'weights' holds NaN or infinite"),
+    "NaN means": ("means", np.full((3, 2), np.nan), "'means' holds NaN or infinite"),
+    "NaN covariances": ("covariances", np.full((3, 2, 2), np.nan), "'covariances' holds NaN or infinite"),
+    "infinite weights": ("weights", np.array([np.inf, 0.5, 0.5]), "'weights' holds NaN or infinite"),
+    "infinite means": ("means", np.full((3, 2), -np.inf), "'means' holds NaN or infinite"),
+    "infinite covariances": ("covariances", np.full((3, 2, 2), np.inf), "'covariances' holds NaN or infinite"),
+    "a negative weight": ("weights", np.array([-0.1, 0.6, 0.5]), "'weights' must be positive and sum to 1"),
+    "a zero weight": ("weights", np.array([0.0, 0.5, 0.5]), "'weights' must be positive and sum to 1"),
+    "weights summing to 1.5": ("weights", np.full(3, 0.5), "'weights' must be positive and sum to 1"),
+    "an asymmetric covariance": ("covariances", covariances_with(0, [[1, 0.5], [0.2, 1]]),
+                                 "the covariance of component 0 (digit"),
+    "a singular covariance": ("covariances", covariances_with(1, [[1, 1], [1, 1]]),
+                              "the covariance of component 1 (digit"),
+    "a negative definite covariance": ("covariances", covariances_with(2, [[-1, 0], [0, -1]]),
+                                       "the covariance of component 2 (digit"),
+    "text weights": ("weights", np.array(["a", "b", "c"]), "'weights' must be real numbers"),
+    "complex means": ("means", np.zeros((3, 2), complex), "'means' must be real numbers"),
+    "fractional digits": ("digits", np.array([1.0, 4.0, 8.0]), "'digits' must be a 1-D array of whole numbers"),
+    "fractional image_shape": ("image_shape", np.array([28.0, 28.0]), "'image_shape' does not match"),
+    "a fingerprint that is not text": ("vae_sha256", np.zeros(3), "different vae.pth"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_GMM_FIELDS)
+def test_a_broken_gmm_file_is_named_with_its_field_and_the_remedy(case, demo, shipped, cli):
+    key, value, fragment = BROKEN_GMM_FIELDS[case]
+    gmm = shipped_gmm()
+    if isinstance(value, str) and value == "MISSING":
+        del gmm[key]
+    else:
+        gmm[key] = value
+    with open(shipped / "gmm_params.pkl", "wb") as handle:
+        pickle.dump(gmm, handle)
+    result = cli(demo["recon"], "test_classifier", "vae.pth", "gmm_params.pkl", expect=None)
+    assert_clean_error(result, 2, "gmm_params.pkl: ", fragment)
+    assert "unexpected" not in result.stderr
+    assert any(remedy in result.stderr for remedy in ("train again", "train both together"))
+    assert not (shipped / "vae.csv").exists()
+
+
+@pytest.mark.parametrize("precision", [np.float16, np.float32])
+def test_a_gmm_saved_at_lower_precision_predicts_as_its_values_in_float64(precision, demo, shipped, cli):
+    gmm = shipped_gmm()
+    rounded = {key: gmm[key].astype(precision) for key in ("weights", "means", "covariances")}
+    widened = {key: value.astype(np.float64) for key, value in rounded.items()}
+    predictions = {}
+    for name, values in (("low", rounded), ("float64", widened), ("shipped", {})):
+        with open(shipped / f"{name}.pkl", "wb") as handle:
+            pickle.dump({**gmm, **values}, handle)
+        cli(demo["test"], "test_classifier", "vae.pth", f"{name}.pkl")
+        predictions[name] = read_predictions(shipped)
+    assert np.array_equal(predictions["low"], predictions["float64"])
+    assert np.mean(predictions["low"] == predictions["shipped"]) > 0.99  # only a borderline digit may move
+
+
+def test_images_too_large_for_an_mlp_are_refused_before_the_model_is_built(demo, tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(vae, "available_memory", lambda: 2**30)
+    np.savez(tmp_path / "scans.npz", data=np.zeros((6, 512, 512), np.uint8))
+    monkeypatch.setattr(vae, "VAE", None)  # building a model would now fail with a TypeError
+    result = cli("scans.npz", demo["val"], "train", "vae.pth", "gmm.pkl", expect=None)
+    parameters = vae.parameter_count(512 * 512, vae.DEFAULTS.hidden, vae.DEFAULTS.latent_dim)
+    assert_clean_error(result, 2, "scans.npz: a VAE for images of 512x512 pixels", f"{parameters:,} parameters",
+                       "1.0 GiB of memory are free")
+    side = int(re.search(r"up to about (\d+)x\1", result.stderr).group(1))
+    training_bytes = [vae.TRAINING_BYTES_PER_PARAMETER * vae.parameter_count(size**2, vae.DEFAULTS.hidden, 2)
+                      for size in (side, side + 1)]
+    assert training_bytes[0] <= 2**30 < training_bytes[1]  # the side it suggests is the largest that fits
+    assert sorted(os.listdir(tmp_path)) == ["scans.npz"]
+
+
+def test_settings_too_large_for_memory_whatever_the_images_name_the_sizes(demo, tmp_path, cli):
+    result = cli(demo["train"], demo["val"], "train", "vae.pth", "gmm.pkl", "--latent-dim", str(10**9), expect=None)
+    assert_clean_error(result, 2, "--latent-dim 1000000000 has", "use smaller sizes")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_blank_training_images_are_refused_with_the_reason(demo, tmp_path, cli):
+    np.savez(tmp_path / "blank.npz", data=np.zeros((60, 28, 28), np.uint8))
+    result = cli("blank.npz", demo["val"], "train", "vae.pth", "gmm.pkl", *tiny_training(), expect=None)
+    assert_clean_error(result, 2, "blank.npz: the latent codes of these images do not spread out", "blank")
+    assert sorted(os.listdir(tmp_path)) == ["blank.npz"]
+
+
+def test_only_a_fault_of_ours_reaches_the_catch_all_and_it_asks_for_a_report(demo, shipped, cli, monkeypatch):
+    monkeypatch.setattr(vae, "reconstruct", lambda *_: 1 / 0)
+    result = cli(demo["recon"], "test_reconstruction", "vae.pth", expect=None)
+    assert_clean_error(result, 1, "unexpected ZeroDivisionError", "a bug in vae.py: please report this")
+
+
+@pytest.mark.parametrize("input_dim, hidden, latent_dim", [(784, (512, 256), 2), (196, (64,), 3), (5, (7, 3, 2), 2)])
+def test_the_parameter_count_is_that_of_the_model_built(input_dim, hidden, latent_dim):
+    built = vae.count_parameters(vae.VAE(input_dim, hidden, latent_dim))
+    assert vae.parameter_count(input_dim, hidden, latent_dim) == built
+
+
+def test_unwritable_outputs_get_a_one_line_error(demo, shipped, cli):
     (shipped / "vae.csv").mkdir()
     result = cli(demo["recon"], "test_classifier", "vae.pth", "gmm_params.pkl", expect=None)
     assert_clean_error(result, 2, "is a folder")
     result = cli(demo["train"], demo["val"], "train", "no/such/dir/vae.pth", "gmm.pkl", expect=None)
     assert_clean_error(result, 2, "does not exist")
-    train = [demo["train"], demo["val"], "train", "a.pth", "b.pkl"]
-    for arguments, fragment in [
-        ([demo["recon"], "test_reconstructor", "vae.pth"], "no mode given"),
-        ([demo["recon"], "test_reconstruction"], "takes 2 paths"),
-        ([demo["train"], demo["val"], "train", "vae.pth"], "takes 4 paths"),
-        ([*train, "--refine-rounds", "-1"], "at least 0"),
-        ([*train, "--refine-steps", "0"], "at least 1"),
-        ([*train, "--refine-neighbours", "0"], "at least 1"),
-        ([*train, "--refine-jitter", "-0.5"], "between 0 and 5"),
-        ([*train, "--refine-jitter", "nan"], "between 0 and 5"),
-        ([*train, "--refine-jitter", "inf"], "between 0 and 5"),
-        ([*train, "--refine-jitter", "5.01"], "between 0 and 5"),
-        ([demo["recon"], "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
-        ([*train, "--beta", "-1"], "positive number"),
-        ([*train, "--hidden", "64", "0"], "positive sizes"),
-        ([demo["train"], "train", demo["val"], "vae.pth", "gmm.pkl"], "train takes 4 paths around it"),
-        ([demo["train"], demo["val"], "train", "same.pth", "same.pth"], "must differ from each other"),
-        ([*train, "--seed", "-1"], "at least 0"),
-        ([*train, "--epochs", "0"], "at least 1"),
-    ]:
-        assert_clean_error(cli(*arguments, expect=None), 2, fragment)
+
+
+TRAIN = ["TRAIN", "VAL", "train", "a.pth", "b.pkl"]
+BAD_COMMAND_LINES = [  # (words, with TRAIN and VAL for the demo files, what the message must say)
+    (["TEST", "test_reconstructor", "vae.pth"], "no mode given"),
+    (["TEST", "test_reconstruction"], "takes 2 paths"),
+    (["TRAIN", "VAL", "train", "vae.pth"], "takes 4 paths"),
+    (["TRAIN", "train", "VAL", "vae.pth", "gmm.pkl"], "train takes 4 paths around it"),
+    (["TRAIN", "VAL", "train", "same.pth", "same.pth"], "must differ from each other"),
+    (["TEST", "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
+    ([*TRAIN, "--refine-rounds", "-1"], "between 0 and"),
+    ([*TRAIN, "--refine-steps", "0"], "between 1 and"),
+    ([*TRAIN, "--refine-neighbours", "0"], "between 1 and"),
+    ([*TRAIN, "--refine-jitter", "-0.5"], "between 0 and 5"),
+    ([*TRAIN, "--refine-jitter", "nan"], "between 0 and 5"),
+    ([*TRAIN, "--refine-jitter", "inf"], "between 0 and 5"),
+    ([*TRAIN, "--refine-jitter", "5.01"], "between 0 and 5"),
+    ([*TRAIN, "--beta", "-1"], "positive number"),
+    ([*TRAIN, "--hidden", "64", "0"], "--hidden must be sizes between 1 and"),
+    ([*TRAIN, "--seed", "-1"], "between 0 and"),
+    ([*TRAIN, "--epochs", "0"], "between 1 and"),
+    ([*TRAIN, "--seed", str(10**20)], "--seed must be between 0 and 2147483647"),
+    ([*TRAIN, "--batch-size", str(10**20)], "--batch-size must be between 1 and 2147483647"),
+    ([*TRAIN, "--hidden", str(10**20)], "--hidden must be sizes between 1 and 2147483647"),
+    ([*TRAIN, "--lr", "1e300"], "--lr must be a positive number up to 3.4e+38"),
+    ([*TRAIN, "--ssim-weight", "1e300"], "--ssim-weight must be between 0 and 3.4e+38"),
+]
+
+
+@pytest.mark.parametrize("words, fragment", BAD_COMMAND_LINES, ids=[" ".join(words) for words, _ in BAD_COMMAND_LINES])
+def test_a_bad_command_line_gets_a_one_line_error(words, fragment, demo, tmp_path, cli):
+    files = {"TRAIN": demo["train"], "VAL": demo["val"], "TEST": demo["recon"]}
+    result = cli(*[files.get(word, word) for word in words], expect=None)
+    assert_clean_error(result, 2, fragment)
+    assert "epoch" not in result.stdout
 
 
 def test_a_usage_error_is_one_line_from_the_real_command_too(demo, tmp_path):
