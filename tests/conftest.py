@@ -111,4 +111,4 @@ def read_predictions(folder: Path) -> np.ndarray:
 
 def tiny_training(*extra: str) -> list[str]:
     """Flags for a training of a second or two, for tests of the command, not of the model."""
-    return ["--epochs", "1", "--refine-steps", "10", "--decoder-epochs", "1", *extra]
+    return ["--epochs", "1", "--refine-steps", "10", "--decoder-epochs", "1", "--restarts", "0", *extra]

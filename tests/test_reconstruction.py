@@ -62,9 +62,9 @@ def test_the_decoder_trained_last_sharpens_reconstructions_and_leaves_the_classi
     validation, labels = images_of(demo["val"]).astype(np.float32) / 255, labels_of(demo["val"])
     config = vae.TrainConfig(epochs=5, refine_steps=100)
     quiet = {"log": lambda *_: None}
-    before, gmm_before, history_before = vae.fit_classifier(
+    before, gmm_before, history_before, _ = vae.fit_classifier(
         pixels, validation, labels, vae.dataclasses.replace(config, decoder_epochs=0), **quiet)
-    after, gmm_after, history = vae.fit_classifier(pixels, validation, labels, config, **quiet)
+    after, gmm_after, history, _ = vae.fit_classifier(pixels, validation, labels, config, **quiet)
     stages_before = [entry["stage"] for entry in history_before]
     assert [entry["stage"] for entry in history] == stages_before + ["decoder"] * config.decoder_epochs
     for name, weights in before.state_dict().items():  # the encoder as it was, the decoder changed

@@ -229,8 +229,8 @@ def test_refinement_pulls_jittered_views_of_the_images_too(pretrained, pulled):
 
 def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
     pixels = images_of(demo["val"]).astype(np.float32) / 255
-    config = vae.TrainConfig(epochs=2, refine_rounds=0, decoder_epochs=0)
-    model, gmm, history = vae.fit_classifier(pixels, pixels, labels_of(demo["val"]), config, log=lambda *_: None)
+    config = vae.TrainConfig(epochs=2, refine_rounds=0, decoder_epochs=0, restarts=0)
+    model, gmm, history, _ = vae.fit_classifier(pixels, pixels, labels_of(demo["val"]), config, log=lambda *_: None)
     alone, _ = vae.train_vae(pixels, config, log=lambda *_: None)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
     assert [entry["stage"] for entry in history] == ["epoch", "epoch"]

@@ -1,0 +1,81 @@
+"""Stress run: many short trainings of the kind another machine's retraining could take, on the
+benchmark's development split, to find where the method merges two digits and whether it recovers.
+
+Each run trains in this process on the development training part, with the benchmark's validation
+draw number `seed mod 5`, and scores the held-out rest. The settings are the defaults, each run
+shortened (--epochs 20 --refine-steps 250, no decoder stage, which changes no prediction), with one
+setting moved near its default: a trajectory that another PyTorch, another processor or a GPU could
+equally have taken. Per run: the labelled images right at the first GMM fit, EM's iterations there,
+how many trainings it took, the labelled images right at the end, and held-out F1avg.
+
+    python scripts/stress.py                       # every variation, seeds 0-3: the table of docs/results.md
+    python scripts/stress.py --seeds 0 1 --restarts 0   # the same without recovery
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark import split_course_file, validation_and_test
+from draw_validation import COURSE_FILE, read_course_file
+from score import classification_scores, print_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import vae  # noqa: E402
+
+SHORT = {"epochs": 20, "refine_steps": 250, "decoder_epochs": 0}
+VARIATIONS = {  # name: the settings moved from the shortened defaults
+    "defaults": {},
+    "--hidden 1024 512": {"hidden": (1024, 512)},
+    "--hidden 384 192": {"hidden": (384, 192)},
+    "--epochs 14": {"epochs": 14},
+    "--epochs 26": {"epochs": 26},
+    "--batch-size 96": {"batch_size": 96},
+    "--batch-size 160": {"batch_size": 160},
+    "--lr 0.0015": {"lr": 1.5e-3},
+    "--lr 0.0025": {"lr": 2.5e-3},
+}
+HEADER = ["settings", "seed", "labelled right, first fit", "EM iterations", "trainings",
+          "labelled right, end", "held-out F1avg"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="training seeds (default 0-3)")
+    parser.add_argument("--variations", nargs="+", choices=VARIATIONS, default=list(VARIATIONS),
+                        help="which variations (default all)")
+    parser.add_argument("--restarts", type=int, default=vae.DEFAULTS.restarts,
+                        help=f"vae.py's --restarts (default {vae.DEFAULTS.restarts}; 0: no recovery)")
+    parser.add_argument("--data", type=Path, default=COURSE_FILE,
+                        help="the course training file (default: $COURSE_FILE, else data/mnist_1_4_8_train.npz)")
+    args = parser.parse_args()
+    images, labels = read_course_file(args.data)
+    train, held_out = split_course_file(labels)
+    pixels = images.astype(np.float32) / 255
+    rows = []
+    for name in args.variations:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS[name], seed=seed, restarts=args.restarts)
+            validation, test = validation_and_test(labels, held_out, seed % 5)
+            fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config,
+                                     log=vae._print_nothing)
+            predicted = vae.gmm_predict(fit.gmm, vae.latent_codes(fit.model, pixels[test]))
+            first, last = fit.checks[0], fit.checks[-1]
+            right = len(validation) - len(first["wrong"]), len(validation) - len(last["wrong"])
+            trainings = len({check["seed"] for check in fit.checks})
+            f1 = classification_scores(labels[test], predicted)["F1avg"]
+            rows.append([name, str(seed), f"{right[0]} of {len(validation)}", str(first["em_iterations"]),
+                         str(trainings), f"{right[1]} of {len(validation)}", f"{f1:.4f}"])
+            print(f"{name}, seed {seed}: {time.perf_counter() - start:.0f} s, {' '.join(rows[-1][2:])}", flush=True)
+    print_table(HEADER, rows)
+
+
+if __name__ == "__main__":
+    main()

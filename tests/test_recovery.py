@@ -1,0 +1,99 @@
+"""The checks against the labelled images after every GMM fit, and the recovery from a merge."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import vae
+from conftest import images_of, labels_of
+
+DIGITS = np.array([1, 4, 8])
+CENTRES = np.array([[-5.0, 0.0], [0.0, 0.0], [5.0, 0.0]])
+
+
+def clusters(centres: np.ndarray, per_cluster: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Points around each centre, and the digit of each; the first 5 of each digit are its labelled ones."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.normal(centre, 0.7, (per_cluster, 2)) for centre in centres])
+    return points, np.repeat(DIGITS, per_cluster)
+
+
+def labelled(points: np.ndarray, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    chosen = np.concatenate([np.flatnonzero(digits == digit)[:5] for digit in DIGITS])
+    return points[chosen], digits[chosen]
+
+
+def test_the_check_names_the_labelled_images_a_merged_mixture_gives_another_digit():
+    """A mixture whose "4" component spreads over the 8s too, and whose "8" component sits far off."""
+    points, digits = clusters(CENTRES, 200)
+    val_codes, val_labels = labelled(points, digits)
+    merged = {"weights": np.array([0.33, 0.66, 0.01]), "means": np.array([[-5.0, 0.0], [2.5, 0.0], [20.0, 20.0]]),
+              "covariances": np.array([np.eye(2) * 0.5, np.diag([6.0, 0.5]), np.eye(2) * 0.1]), "digits": DIGITS}
+    assert vae.wrong_labelled(merged, val_codes, val_labels).tolist() == [10, 11, 12, 13, 14]
+    sound = vae.fit_digit_gmm(points, val_codes, val_labels)
+    assert vae.wrong_labelled(sound, val_codes, val_labels).size == 0
+
+
+def test_codes_that_merged_two_digits_defeat_every_gmm_start():
+    """The 4s and 8s share one cluster: no start of EM can tell them apart, so only a new training can."""
+    points, digits = clusters(np.array([[-5.0, 0.0], [3.0, 0.0], [3.0, 0.0]]), 200)
+    val_codes, val_labels = labelled(points, digits)
+    assert vae.wrong_labelled(vae.fit_digit_gmm(points, val_codes, val_labels), val_codes, val_labels).size
+    assert vae.refit_from_labelled_images(points, val_codes, val_labels) is None
+
+
+def test_the_remedy_keeps_the_start_under_which_the_labelled_images_are_likeliest():
+    points, digits = clusters(CENTRES, 200, seed=3)
+    val_codes, val_labels = labelled(points, digits)
+    fits = [vae.fit_digit_gmm(points, val_codes, val_labels, start=start) for start in range(5)]
+    scores = [vae.gmm_log_joint(val_codes, fit["weights"], fit["means"], fit["covariances"]).max(axis=1).sum()
+              for fit in fits]
+    remedy = vae.refit_from_labelled_images(points, val_codes, val_labels)
+    assert np.array_equal(remedy["means"], fits[int(np.argmax(scores))]["means"])
+
+
+# a short training whose codes put most labelled 4s with the 8s at seed 1, but not at seed 1001
+MERGING = ["--epochs", "3", "--refine-rounds", "1", "--refine-steps", "30", "--decoder-epochs", "0", "--seed", "1"]
+
+
+def test_a_training_whose_codes_merge_starts_again_from_a_derived_seed_and_says_so(demo, tmp_path, cli):
+    result = cli(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *MERGING)
+    assert "restart: the codes merge digit 4 into another" in result.stdout
+    assert "restart 1 of 2: training again from seed 1001" in result.stdout
+    assert "warning" not in result.stderr
+    checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
+    assert [check["seed"] for check in checks] == [1, 1001, 1001]
+    assert checks[0]["wrong"] and not checks[-1]["wrong"]
+    with np.load(demo["val"]) as validation:
+        cli(demo["val"], "test_classifier", "vae.pth", "gmm_params.pkl")
+        predicted = np.loadtxt(tmp_path / "vae.csv", skiprows=1, dtype=int)
+        assert np.array_equal(predicted, validation["labels"])
+
+
+def test_without_restarts_the_merge_is_kept_and_named_in_a_closing_warning(demo, tmp_path, cli):
+    no_recovery = [*MERGING, "--restarts", "0", "--refine-rounds", "0"]  # nor the refinement, which may mend it
+    result = cli(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *no_recovery)
+    checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
+    wrong = ", ".join(map(str, checks[-1]["wrong"]))
+    assert checks[0]["action"] == "kept: no restart left" and wrong
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("vae.py: warning: after 1 training(s)")
+    assert f"labelled images of {demo['val']} another digit (images {wrong})" in warning[0]
+    assert "digit 4 is merged into another: expect a low score" in warning[0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["gmm_params.pkl", "vae.pth", "vae_history.json"]
+
+
+@pytest.mark.parametrize("epochs, seed", [(3, 0), (1, 5)])  # two trainings whose labelled images all come out right
+def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, seed, demo):
+    """The checks only read: a training whose labelled images are all right at every fit is one training, the
+    same weights as train_vae's alone, with nothing refitted."""
+    pixels = images_of(demo["train"]).astype(np.float32) / 255
+    validation = images_of(demo["val"]).astype(np.float32) / 255
+    config = vae.TrainConfig(epochs=epochs, refine_rounds=0, decoder_epochs=0, seed=seed)
+    fit = vae.fit_classifier(pixels, validation, labels_of(demo["val"]), config, log=vae._print_nothing)
+    alone, _ = vae.train_vae(pixels, config, log=vae._print_nothing)
+    assert [check["action"] for check in fit.checks] == ["none"]
+    assert all(np.array_equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.state_dict().values()))
