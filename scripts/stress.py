@@ -62,7 +62,8 @@ def main() -> None:
     for name in args.variations:
         for seed in args.seeds:
             start = time.perf_counter()
-            config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS[name], seed=seed, restarts=args.restarts)
+            settings = {**SHORT, **VARIATIONS[name], "seed": seed, "restarts": args.restarts}
+            config = dataclasses.replace(vae.DEFAULTS, **settings)
             validation, test = validation_and_test(labels, held_out, seed % 5)
             fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config,
                                      log=vae._print_nothing)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 
 import vae
-from conftest import images_of, labels_of
+from benchmark import split_course_file, validation_and_test
+from conftest import SHIPPED, images_of, labels_of
+from draw_validation import COURSE_FILE, read_course_file
+from score import classification_scores
+from stress import SHORT, VARIATIONS
+
+SHIPPED_TORCH = json.loads((SHIPPED / "vae_history.json").read_text()).get("torch")
 
 DIGITS = np.array([1, 4, 8])
 CENTRES = np.array([[-5.0, 0.0], [0.0, 0.0], [5.0, 0.0]])
@@ -97,3 +105,23 @@ def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, se
     alone, _ = vae.train_vae(pixels, config, log=vae._print_nothing)
     assert [check["action"] for check in fit.checks] == ["none"]
     assert all(np.array_equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.state_dict().values()))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file: data/ or COURSE_FILE")
+@pytest.mark.skipif(torch.__version__ != SHIPPED_TORCH, reason=f"a trajectory found under torch {SHIPPED_TORCH}")
+def test_the_stress_runs_collapse_recovers_on_the_development_split():
+    """scripts/stress.py's collapse: the wide MLP at seed 1, shortened, merges the 4s into another digit at its
+    first GMM fit; the restart from seed 1001 ends with no digit merged and a held-out F1avg in the usual band."""
+    images, labels = read_course_file(COURSE_FILE)
+    train, held_out = split_course_file(labels)
+    validation, test = validation_and_test(labels, held_out, 1)
+    pixels = images.astype(np.float32) / 255
+    config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS["--hidden 1024 512"], seed=1)
+    fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config, log=vae._print_nothing)
+    assert fit.checks[0]["action"].startswith("restart: the codes merge digit")
+    assert [check["seed"] for check in fit.checks][-1] == 1001
+    val_codes = vae.latent_codes(fit.model, pixels[validation])
+    assert not vae.merged_digits(fit.gmm, val_codes, labels[validation])
+    predicted = vae.gmm_predict(fit.gmm, vae.latent_codes(fit.model, pixels[test]))
+    assert classification_scores(labels[test], predicted)["F1avg"] > 0.98
