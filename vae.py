@@ -62,6 +62,14 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+JITTER_DEGREES = 10  # at --refine-jitter 1: the turn, scale and shift that handwriting varies by
+JITTER_SCALE = 0.1
+JITTER_SHIFT = 0.1  # of the affine grid's [-1, 1] span: 5 % of the side
+
+
+DECODER_BATCH_FACTOR = 4  # a quarter of the steps: batches half as large measured the same SSIM
+
+
 LARGEST_COUNT = 2**31 - 1  # bounds every whole-number setting: torch's sizes overflow far beyond it
 LARGEST_NUMBER = float(np.finfo(np.float32).max)  # bounds every real setting: float32's largest
 
@@ -78,15 +86,18 @@ class TrainConfig:
     refine_rounds: int = _setting(
         2, "rounds of refinement toward the GMM after its first fit (0: none)")
     refine_steps: int = _setting(
-        750, "optimiser steps per round, pulling each code toward its image's component")
+        750, "optimiser steps per round, rounded to whole epochs, pulling each code toward its "
+        "image's component")
     refine_weight: float = _setting(50.0, "weight of the refinement's cluster loss")
     refine_lr: float = _setting(3e-4, "learning rate of the refinement")
     refine_neighbours: int = _setting(
         10, "nearest images (deskewed, blurred) that choose each image's component")
     refine_jitter: float = _setting(
-        0.5, "random turns, scalings, shifts of views also pulled (1: 10 deg, 10 %%, 5 %%)")
+        0.5, "random turns, scalings, shifts of views also pulled (1: "
+        f"{JITTER_DEGREES} deg, {JITTER_SCALE * 100:g} %%, {JITTER_SHIFT * 50:g} %% of the side)")
     decoder_epochs: int = _setting(
-        20, "passes training the decoder alone, last, for reconstruction, on 4x batches (0: none)")
+        20, "passes training the decoder alone, last, for reconstruction, on "
+        f"{DECODER_BATCH_FACTOR}x batches (0: none)")
     ssim_weight: float = _setting(
         1.5, "weight of (1 - SSIM) in those passes, per pixel (1: as much as the cross-entropy)")
     restarts: int = _setting(
@@ -426,7 +437,11 @@ def _window_average(images: torch.Tensor) -> torch.Tensor:
     return images @ (band.to(images.dtype) / SSIM_WINDOW)
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2) -> Callable[[int], float]:
+WARMUP_FRACTION = 0.2  # of a stage's steps: Adam's first moment estimates are noisy, so ramp up
+
+
+def warmup_cosine(total_steps: int,
+                  warmup_fraction: float = WARMUP_FRACTION) -> Callable[[int], float]:
     """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
     warmup = max(1, round(warmup_fraction * total_steps))
     decay_steps = max(1, total_steps - warmup)
@@ -648,6 +663,8 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
     else:
         means = np.stack([codes[start % len(codes)] for codes in members])
     dimensions = train_codes.shape[1]
+    # K clusters side by side span about K times one cluster's width along the axes that part them,
+    # so one cluster's covariance starts at the codes' covariance over K squared
     start_covariance = np.cov(train_codes.T).reshape(dimensions, -1) / len(digits) ** 2
     if not has_cholesky_factor(start_covariance):
         raise InputError("the latent codes of these images do not spread out, so no GMM can be "
@@ -702,15 +719,16 @@ def deskewed(pixels: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
     """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x
-    (10 degrees, 10 %, 5 % of the side)."""
+    (JITTER_DEGREES, JITTER_SCALE, JITTER_SHIFT)."""
     uniform = torch.rand(4, len(images), device=images.device, dtype=images.dtype)
     u = (uniform * 2 - 1) * strength
-    angle = u[0] * math.radians(10)
-    size = 1 + 0.1 * u[1]
+    angle = u[0] * math.radians(JITTER_DEGREES)
+    size = 1 + JITTER_SCALE * u[1]
     aspect = (images.shape[2] - 1) / (images.shape[3] - 1)  # a turn of pixels, not of [-1, 1]^2
     cos = torch.cos(angle) * size
     sin = torch.sin(angle) * size
-    matrices = torch.stack([cos, -sin * aspect, 0.1 * u[2], sin / aspect, cos, 0.1 * u[3]], 1)
+    shift = JITTER_SHIFT * u[2:]
+    matrices = torch.stack([cos, -sin * aspect, shift[0], sin / aspect, cos, shift[1]], 1)
     grid = F.affine_grid(matrices.view(-1, 2, 3), list(images.shape), align_corners=True)
     return F.grid_sample(images, grid, align_corners=True)
 
@@ -729,8 +747,12 @@ def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tenso
     return torch.cat([torch.cdist(part, points).topk(k, largest=False).indices for part in parts])
 
 
-def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor, alpha: float = 0.9,
-              steps: int = 20) -> torch.Tensor:
+PROPAGATION_ALPHA = 0.9  # Zhou et al. 2004's choice: a row keeps a tenth of its own posterior
+PROPAGATION_STEPS = 20  # 0.9 ** 20 = 0.12: the spread has all but settled
+
+
+def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor,
+              alpha: float = PROPAGATION_ALPHA, steps: int = PROPAGATION_STEPS) -> torch.Tensor:
     """Label propagation: `steps` times, each row becomes `alpha` x its neighbours' mean +
     (1 - `alpha`) x its start. A row's start then weighs 1 - alpha, a neighbour h hops away about
     alpha ** h."""
@@ -889,15 +911,15 @@ def _fit_one_training(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labe
 
 def train_decoder(model: VAE, pixels: np.ndarray, config: TrainConfig, log: Callable) -> list[dict]:
     """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
-    cross-entropy, on 4x batches. The encoder, so every code, the GMM and every prediction, stay as
-    they are. The refinement moved the codes under a decoder trained at a constant rate and for the
-    cross-entropy alone; here the decoder catches up with them, and learns the sharp strokes and
-    clean background that SSIM rewards. Images under 7x7 pixels have no SSIM window, and take the
-    cross-entropy alone."""
+    cross-entropy, on DECODER_BATCH_FACTOR x batches. The encoder, so every code, the GMM and every
+    prediction, stay as they are. The refinement moved the codes under a decoder trained at a
+    constant rate and for the cross-entropy alone; here the decoder catches up with them, and learns
+    the sharp strokes and clean background that SSIM rewards. Images under 7x7 pixels have no SSIM
+    window, and take the cross-entropy alone."""
     has_window = min(pixels.shape[1:]) >= SSIM_WINDOW
     return run_epochs(model, _on_device(pixels), epochs=config.decoder_epochs,
-                      batch_size=4 * config.batch_size, lr=config.lr, beta=config.beta, log=log,
-                      trained=model.decoder, decay=True,
+                      batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
+                      beta=config.beta, log=log, trained=model.decoder, decay=True,
                       ssim_weight=config.ssim_weight if has_window else 0.0, stage="decoder")
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from draw_validation import COURSE_FILE, draw_validation, read_course_file
 from grader import grader_commands, run_vae
-from score import classification_scores, print_table, reconstruction_scores
+from score import classification_scores, print_table, read_predictions, read_reconstructions, reconstruction_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT_SEED = 2024
@@ -64,9 +64,8 @@ def run_pair(vae_py: Path, seed: int, draw: int, folder: Path, data: dict, train
         runs[mode] = run_vae(vae_py, *arguments, cwd=folder)
         if runs[mode].returncode != 0:
             sys.exit(f"{vae_py} {' '.join(map(str, arguments))} failed:\n{runs[mode].stderr}")
-    predicted = np.loadtxt(folder / "vae.csv", skiprows=1, dtype=int)
-    with np.load(folder / "vae_reconstructed.npz") as archive:
-        reconstructed = archive["data"]
+    predicted = read_predictions(folder)
+    reconstructed = read_reconstructions(folder)
     return {
         "F1avg": classification_scores(labels[test], predicted)["F1avg"],
         **reconstruction_scores(images[test], reconstructed),
@@ -163,8 +162,7 @@ def main() -> None:
                     print(f"{name}, seed {seed}, draw {draw}: F1avg {results[name][seed][-1]['F1avg']:.4f}", flush=True)
                     if args.figure and (seed, draw) == (seeds[0], 0):
                         label = f"{name}, SSIM {results[name][seed][-1]['SSIM']:.3f}"
-                        with np.load(folder / "vae_reconstructed.npz") as archive:
-                            shown[label] = archive["data"][:FIGURE_IMAGES]
+                        shown[label] = read_reconstructions(folder)[:FIGURE_IMAGES]
     if args.figure:
         draw_figure(shown, f"Held-out digits reconstructed by each vae.py (training seed {seeds[0]}); "
                     "SSIM over all the held-out test digits", args.figure)

@@ -1,7 +1,6 @@
 """Score the grader's outputs against labelled files, as the course does; the tools' shared scoring.
 
-    python scripts/score.py --test TEST.npz --predictions vae.csv \
-                            --recon RECON.npz --reconstructed vae_reconstructed.npz
+    python scripts/score.py --test TEST.npz --recon RECON.npz --outputs FOLDER
 
 Prints F1avg ((macro F1 + micro F1) / 2), accuracy, 1 - MSE and mean SSIM (data_range 1).
 """
@@ -9,10 +8,26 @@ Prints F1avg ((macro F1 + micro F1) / 2), accuracy, 1 - MSE and mean SSIM (data_
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from skimage.metrics import structural_similarity
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import vae  # noqa: E402  (vae.py is the product, one directory up: its output files' names)
+
+
+def read_predictions(folder: Path) -> np.ndarray:
+    """The digits of the vae.csv that test_classifier wrote in `folder`, after its header."""
+    return np.loadtxt(Path(folder) / vae.PREDICTIONS_FILE, skiprows=1, dtype=int, ndmin=1)
+
+
+def read_reconstructions(folder: Path) -> np.ndarray:
+    """The images of the vae_reconstructed.npz that test_reconstruction wrote in `folder`."""
+    with np.load(Path(folder) / vae.RECONSTRUCTION_FILE) as archive:
+        return archive["data"]
 
 
 def classification_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -47,15 +62,14 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", required=True)
-    parser.add_argument("--predictions", default="vae.csv")
     parser.add_argument("--recon", required=True)
-    parser.add_argument("--reconstructed", default="vae_reconstructed.npz")
+    parser.add_argument("--outputs", type=Path, default=Path("."),
+                        help=f"the folder holding {vae.PREDICTIONS_FILE} and {vae.RECONSTRUCTION_FILE} (default .)")
     args = parser.parse_args()
-    with np.load(args.test) as test, np.load(args.recon) as recon, np.load(args.reconstructed) as out:
-        predicted = np.loadtxt(args.predictions, skiprows=1, dtype=int, ndmin=1)
-        scores = classification_scores(test["labels"], predicted)
+    with np.load(args.test) as test, np.load(args.recon) as recon:
+        scores = classification_scores(test["labels"], read_predictions(args.outputs))
         scores = {"F1avg": scores["F1avg"], "accuracy": scores["accuracy"]}
-        scores |= reconstruction_scores(recon["data"], out["data"])
+        scores |= reconstruction_scores(recon["data"], read_reconstructions(args.outputs))
     print("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
 

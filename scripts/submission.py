@@ -29,7 +29,7 @@ import numpy as np
 
 from grader import grader_commands, last_line, run_vae
 from make_demo_data import make_demo_files
-from score import classification_scores
+from score import classification_scores, read_predictions, read_reconstructions
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -126,15 +126,18 @@ def run_as_grader(candidate: Path, python: str, scratch: Path) -> None:
         if run.returncode != 0:
             raise Refusal(f"the unzipped vae.py failed {mode} (exit {run.returncode}): {last_line(run.stderr)}")
         print(f"  {mode:20} ran in {run.seconds:5.1f} s", flush=True)
-    with np.load(work / "vae_reconstructed.npz") as archive, np.load(data["val"]) as val:
-        if archive["data"].shape != val["data"].shape:
-            raise Refusal(f"vae_reconstructed.npz has shape {archive['data'].shape}, not {val['data'].shape}")
-    lines = (work / "vae.csv").read_text().splitlines()
+    reconstructed = read_reconstructions(work)
+    with np.load(data["val"]) as val:
+        if reconstructed.shape != val["data"].shape:
+            raise Refusal(f"{vae.RECONSTRUCTION_FILE} has shape {reconstructed.shape}, not {val['data'].shape}")
+    header = (work / vae.PREDICTIONS_FILE).read_text().splitlines()[0]
+    predicted = read_predictions(work)
     with np.load(data["test"]) as test:
         truth = test["labels"]
-    if lines[0] != vae.PREDICTIONS_HEADER or len(lines) != len(truth) + 1:
-        raise Refusal(f"vae.csv does not hold a {vae.PREDICTIONS_HEADER} header and one prediction per test image")
-    f1 = classification_scores(truth, np.array([int(line) for line in lines[1:]]))["F1avg"]
+    if header != vae.PREDICTIONS_HEADER or len(predicted) != len(truth):
+        raise Refusal(f"{vae.PREDICTIONS_FILE} does not hold a {vae.PREDICTIONS_HEADER} header and one prediction "
+                      "per test image")
+    f1 = classification_scores(truth, predicted)["F1avg"]
     print(f"  demo F1avg {f1:.4f} on {len(truth)} test images", flush=True)
 
 
