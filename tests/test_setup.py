@@ -47,7 +47,7 @@ def test_install_refuses_an_unsupported_python_in_one_line_and_leaves_the_venv(p
     assert stamp.is_file()
 
 
-@pytest.mark.parametrize("target", ["model", "benchmark", "limits", "models/val.npz"])
+@pytest.mark.parametrize("target", ["model", "benchmark", "limits", "stress", "models/val.npz"])
 def test_a_target_that_needs_the_course_file_says_where_it_goes_in_one_line(target):
     result = run("make", target, f"COURSE_FILE={MISSING}")
     assert result.returncode == 2
