@@ -1240,7 +1240,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def _print_nothing(*_: object) -> None:
+def print_nothing(*_: object) -> None:
     """The log of --quiet."""
 
 
@@ -1248,7 +1248,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     args = parse_args(argv)
-    log = _print_nothing if args.quiet else functools.partial(print, flush=True)
+    log = print_nothing if args.quiet else functools.partial(print, flush=True)
     try:
         if args.mode == "train":
             command_train(*args.paths, config_from(args), log)

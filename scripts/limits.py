@@ -112,7 +112,7 @@ def main() -> None:
             rounds: list[list[float]] = []  # the gaps are reported for draw 0's model only
             after_round = functools.partial(record_round, rounds, train_pixels, labels[train]) if draw == 0 else None
             model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config,
-                                               log=lambda *_: None, after_round=after_round)
+                                               log=vae.print_nothing, after_round=after_round)
             predicted = vae.gmm_predict(gmm, vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
             scores.append(classification_scores(labels[test], predicted)["F1avg"])
             if draw == 0:  # the gaps, the space and the reconstructions of the model that draw 0 trained

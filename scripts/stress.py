@@ -66,7 +66,7 @@ def main() -> None:
             config = dataclasses.replace(vae.DEFAULTS, **settings)
             validation, test = validation_and_test(labels, held_out, seed % 5)
             fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config,
-                                     log=vae._print_nothing)
+                                     log=vae.print_nothing)
             predicted = vae.gmm_predict(fit.gmm, vae.latent_codes(fit.model, pixels[test]))
             first, last = fit.checks[0], fit.checks[-1]
             right = len(validation) - len(first["wrong"]), len(validation) - len(last["wrong"])

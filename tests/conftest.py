@@ -105,6 +105,11 @@ def copy_model(source: Path, folder: Path) -> None:
         shutil.copy(source / name, folder)
 
 
-def tiny_training(*extra: str) -> list[str]:
-    """Flags for a training of a second or two, for tests of the command, not of the model."""
-    return ["--epochs", "1", "--refine-steps", "10", "--decoder-epochs", "1", "--restarts", "0", *extra]
+def short_training(*extra: str, epochs: int = 1, refine_steps: int = 10, decoder_epochs: int = 1,
+                   restarts: int | None = 0) -> list[str]:
+    """train's flags for a short training, every stage run: by default a second or two, for tests of the
+    command, not of the model; no restart unless asked (restarts=None keeps the default's)."""
+    flags = ["--epochs", str(epochs), "--refine-steps", str(refine_steps), "--decoder-epochs", str(decoder_epochs)]
+    if restarts is not None:
+        flags += ["--restarts", str(restarts)]
+    return [*flags, *extra]

@@ -20,7 +20,7 @@ from conftest import (
     labels_of,
     read_predictions,
     run_vae,
-    tiny_training,
+    short_training,
 )
 from score import classification_scores
 
@@ -87,7 +87,7 @@ def test_predictions_follow_input_order_and_ignore_labels(demo, shipped, cli):
 
 
 def test_train_prints_parameter_count_and_epochs(demo, cli):
-    result = cli(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", *tiny_training("--epochs", "2"))
+    result = cli(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", *short_training("--epochs", "2"))
     assert f"VAE parameters: {vae.count_parameters(vae.VAE()):,}" in result.stdout
     epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
     assert len(epoch_lines) == 2 and all("kl" in line and line.endswith(" s") for line in epoch_lines)
@@ -95,7 +95,7 @@ def test_train_prints_parameter_count_and_epochs(demo, cli):
 
 def test_vae_class_builds_with_no_arguments_and_loads_nondefault_sizes(demo, tmp_path, cli):
     cli(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl",
-        *tiny_training("--hidden", "64", "32", "--latent-dim", "3"))
+        *short_training("--hidden", "64", "32", "--latent-dim", "3"))
     model, _ = vae.load_model(tmp_path / "vae.pth")
     assert (model.input_dim, model.latent_dim) == (784, 3)
     assert [layer.out_features for layer in model.encoder if hasattr(layer, "out_features")] == [64, 32]

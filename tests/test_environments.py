@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHIPPED, labels_of, read_predictions, run_vae
+from conftest import ROOT, SHIPPED, labels_of, read_predictions, run_vae, short_training
 from grader import grader_commands
 from score import classification_scores
 
@@ -47,7 +47,7 @@ def shipped_outputs(python, demo, folder: Path) -> tuple[bytes, np.ndarray]:
 
 # A shorter training than the defaults' (every stage runs, the refinement's steps do not shrink with the data):
 # the same in every environment, so the comparison holds, in a seventh of the time.
-SHORTER = ["--epochs", "10", "--refine-steps", "100", "--decoder-epochs", "1"]
+SHORTER = short_training(epochs=10, refine_steps=100, restarts=None)
 
 
 def demo_f1(python, demo, folder: Path, seed: int) -> float:

@@ -6,9 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT
+from conftest import ROOT, short_training
 
-SHORT = ["--epochs", "3", "--refine-steps", "30", "--decoder-epochs", "1"]
+SHORT = short_training(epochs=3, refine_steps=30, restarts=None)
 
 
 @pytest.mark.slow

@@ -41,9 +41,9 @@ def test_the_ssim_term_trains_reconstructions_toward_a_higher_ssim(demo):
     pixels = images_of(demo["train"])[:512].astype(np.float32) / 255
     scores = {}
     for weight in (0.0, 2.0):
-        model, _ = vae.train_vae(pixels, vae.TrainConfig(epochs=3), log=lambda *_: None)
+        model, _ = vae.train_vae(pixels, vae.TrainConfig(epochs=3), log=vae.print_nothing)
         config = vae.TrainConfig(decoder_epochs=15, ssim_weight=weight)
-        history = vae.train_decoder(model, pixels, config, log=lambda *_: None)
+        history = vae.train_decoder(model, pixels, config, log=vae.print_nothing)
         assert ("ssim" in history[-1]) == (weight > 0)
         scores[weight] = skimage_ssim(pixels, vae.reconstruct(model, pixels)).mean()
     assert scores[2.0] > scores[0.0] + 0.02
@@ -52,7 +52,7 @@ def test_the_ssim_term_trains_reconstructions_toward_a_higher_ssim(demo):
 def test_images_too_small_for_an_ssim_window_train_on_the_cross_entropy_alone():
     pixels = np.random.default_rng(0).random((64, 6, 6)).astype(np.float32)
     model = vae.VAE(36, (16,), 2)
-    history = vae.train_decoder(model, pixels, vae.TrainConfig(decoder_epochs=2), log=lambda *_: None)
+    history = vae.train_decoder(model, pixels, vae.TrainConfig(decoder_epochs=2), log=vae.print_nothing)
     assert [entry["stage"] for entry in history] == ["decoder", "decoder"] and "ssim" not in history[-1]
 
 
@@ -61,7 +61,7 @@ def test_the_decoder_trained_last_sharpens_reconstructions_and_leaves_the_classi
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation, labels = images_of(demo["val"]).astype(np.float32) / 255, labels_of(demo["val"])
     config = vae.TrainConfig(epochs=5, refine_steps=100)
-    quiet = {"log": lambda *_: None}
+    quiet = {"log": vae.print_nothing}
     before, gmm_before, history_before, _ = vae.fit_classifier(
         pixels, validation, labels, vae.dataclasses.replace(config, decoder_epochs=0), **quiet)
     after, gmm_after, history, _ = vae.fit_classifier(pixels, validation, labels, config, **quiet)

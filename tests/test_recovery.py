@@ -101,8 +101,8 @@ def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, se
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation = images_of(demo["val"]).astype(np.float32) / 255
     config = vae.TrainConfig(epochs=epochs, refine_rounds=0, decoder_epochs=0, seed=seed)
-    fit = vae.fit_classifier(pixels, validation, labels_of(demo["val"]), config, log=vae._print_nothing)
-    alone, _ = vae.train_vae(pixels, config, log=vae._print_nothing)
+    fit = vae.fit_classifier(pixels, validation, labels_of(demo["val"]), config, log=vae.print_nothing)
+    alone, _ = vae.train_vae(pixels, config, log=vae.print_nothing)
     assert [check["action"] for check in fit.checks] == ["none"]
     assert all(np.array_equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.state_dict().values()))
 
@@ -118,7 +118,7 @@ def test_the_stress_runs_collapse_recovers_on_the_development_split():
     validation, test = validation_and_test(labels, held_out, 1)
     pixels = images.astype(np.float32) / 255
     config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS["--hidden 1024 512"], seed=1)
-    fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config, log=vae._print_nothing)
+    fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config, log=vae.print_nothing)
     assert fit.checks[0]["action"].startswith("restart: the codes merge digit")
     assert [check["seed"] for check in fit.checks][-1] == 1001
     val_codes = vae.latent_codes(fit.model, pixels[validation])

@@ -180,7 +180,7 @@ def pretrained(demo) -> Pretrained:
     pixels = images_of(demo["train"]).astype(np.float32) / 255
     validation = images_of(demo["val"]).astype(np.float32) / 255
     config = vae.TrainConfig(epochs=5, refine_steps=100)
-    model, _ = vae.train_vae(pixels, config, log=lambda *_: None)
+    model, _ = vae.train_vae(pixels, config, log=vae.print_nothing)
     gmm = vae.fit_digit_gmm(vae.latent_codes(model, pixels), vae.latent_codes(model, validation),
                             labels_of(demo["val"]))
     neighbours = vae.nearest_images(pixels, config.refine_neighbours)
@@ -198,7 +198,7 @@ def refined(setup: Pretrained, **changes) -> tuple[vae.VAE, list[dict]]:
     candidate = copy.deepcopy(setup.model)
     torch.manual_seed(1)
     config = vae.dataclasses.replace(setup.config, **changes)
-    history = vae.refine_toward_gmm(candidate, setup.pixels, setup.targets, setup.gmm, config, log=lambda *_: None)
+    history = vae.refine_toward_gmm(candidate, setup.pixels, setup.targets, setup.gmm, config, log=vae.print_nothing)
     return candidate, history
 
 
@@ -230,7 +230,7 @@ def test_refinement_pulls_jittered_views_of_the_images_too(pretrained, pulled):
 def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
     pixels = images_of(demo["val"]).astype(np.float32) / 255
     config = vae.TrainConfig(epochs=2, refine_rounds=0, decoder_epochs=0, restarts=0)
-    model, gmm, history, _ = vae.fit_classifier(pixels, pixels, labels_of(demo["val"]), config, log=lambda *_: None)
-    alone, _ = vae.train_vae(pixels, config, log=lambda *_: None)
+    model, gmm, history, _ = vae.fit_classifier(pixels, pixels, labels_of(demo["val"]), config, log=vae.print_nothing)
+    alone, _ = vae.train_vae(pixels, config, log=vae.print_nothing)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
     assert [entry["stage"] for entry in history] == ["epoch", "epoch"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import vae
-from conftest import images_of, labels_of, run_vae, tiny_training
+from conftest import images_of, labels_of, run_vae, short_training
 
-SHORT = ["--epochs", "3", "--refine-steps", "60", "--decoder-epochs", "2"]  # every stage, a few steps each
+SHORT = short_training(epochs=3, refine_steps=60, decoder_epochs=2, restarts=None)  # a few steps a stage
 
 
 @pytest.mark.slow
@@ -30,7 +30,7 @@ def test_training_twice_gives_identical_files(demo, tmp_path):
 def test_a_different_seed_gives_a_different_model(demo, tmp_path, cli):
     """The check above can fail: training does depend on its random state."""
     for seed in ("0", "1"):
-        cli(demo["val"], demo["val"], "train", f"{seed}.pth", f"{seed}.pkl", *tiny_training("--seed", seed))
+        cli(demo["val"], demo["val"], "train", f"{seed}.pth", f"{seed}.pkl", *short_training("--seed", seed))
     assert (tmp_path / "0.pth").read_bytes() != (tmp_path / "1.pth").read_bytes()
 
 
@@ -48,7 +48,7 @@ def test_training_takes_deterministic_kernels_and_an_operation_without_one_only_
     machine reproducibility, not its training run. put_ without accumulation has none, on any device."""
     torch.use_deterministic_algorithms(False)
     pixels = images_of(demo["val"]) / np.float32(255)
-    vae.train_vae(pixels, vae.TrainConfig(epochs=1), log=lambda *_: None)
+    vae.train_vae(pixels, vae.TrainConfig(epochs=1), log=vae.print_nothing)
     assert torch.are_deterministic_algorithms_enabled()
     with pytest.warns(UserWarning, match="does not have a deterministic implementation"):
         torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))

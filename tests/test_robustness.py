@@ -24,7 +24,7 @@ from conftest import (
     labels_of,
     read_predictions,
     run_vae,
-    tiny_training,
+    short_training,
 )
 from grader import run_vae as run_measured
 
@@ -74,7 +74,7 @@ def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
     for name in ("train", "val", "test"):  # 14x14 images, 2x2 means of 28x28, flat rows of 196 pixels
         small = images_of(files[name]).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).round().reshape(-1, 196)
         np.savez(tmp_path / f"{name}.npz", data=small.astype(np.uint8), labels=labels_of(files[name]))
-    shorter = ["--refine-steps", "100", "--decoder-epochs", "1"]  # 0.83 here; the defaults take twice as long
+    shorter = short_training(epochs=vae.DEFAULTS.epochs, refine_steps=100, restarts=None)  # 0.83; defaults: 2x
     run_vae("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", *shorter, cwd=tmp_path)
     run_vae("test.npz", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
@@ -93,7 +93,7 @@ def test_train_never_reads_the_training_labels(demo, tmp_path, cli):
     np.savez(tmp_path / "plain.npz", data=images)
     np.savez(tmp_path / "odd_labels.npz", data=images, labels=np.array(["not", "labels"]))
     for name in ("plain", "odd_labels"):
-        cli(f"{name}.npz", demo["val"], "train", f"{name}.pth", f"{name}.pkl", *tiny_training())
+        cli(f"{name}.npz", demo["val"], "train", f"{name}.pth", f"{name}.pkl", *short_training())
     assert (tmp_path / "plain.pth").read_bytes() == (tmp_path / "odd_labels.pth").read_bytes()
 
 
@@ -192,7 +192,7 @@ def test_bad_model_and_gmm_files(demo, shipped, cli):
     (shipped / "garbage.pkl").write_bytes(b"not a pickle")
     with open(shipped / "list.pkl", "wb") as handle:
         pickle.dump([1, 2, 3], handle)
-    cli(demo["val"], demo["val"], "train", "other.pth", "other.pkl", *tiny_training())
+    cli(demo["val"], demo["val"], "train", "other.pth", "other.pkl", *short_training())
     cases = [
         (["test_reconstruction", "missing.pth"], "no such model file"),
         (["test_reconstruction", "garbage.pth"], "not a VAE state_dict"),
@@ -304,7 +304,7 @@ def test_settings_too_large_for_memory_whatever_the_images_name_the_sizes(demo, 
 
 def test_blank_training_images_are_refused_with_the_reason(demo, tmp_path, cli):
     np.savez(tmp_path / "blank.npz", data=np.zeros((60, 28, 28), np.uint8))
-    result = cli("blank.npz", demo["val"], "train", "vae.pth", "gmm.pkl", *tiny_training(), expect=None)
+    result = cli("blank.npz", demo["val"], "train", "vae.pth", "gmm.pkl", *short_training(), expect=None)
     assert_clean_error(result, 2, "blank.npz: the latent codes of these images do not spread out", "blank")
     assert sorted(os.listdir(tmp_path)) == ["blank.npz"]
 
@@ -398,7 +398,7 @@ def limit_file_size(size: int):
 def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, shipped, mode):
     (shipped / "vae.csv").write_text("Predicted_Label\n1\n")
     before = files_in(shipped)
-    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *tiny_training()],
+    arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *short_training()],
                  "test_classifier": [demo["train"], "test_classifier", "vae.pth", "gmm_params.pkl"]}[mode]
     result = subprocess.run([sys.executable, VAE_PY, *arguments], cwd=shipped, capture_output=True, text=True,
                             preexec_fn=limit_file_size(2000))  # vae.pth is 4 MB; vae.csv 1,185 lines
