@@ -876,7 +876,7 @@ def _fit_one_training(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labe
                  "wrong": wrong.tolist(), "action": "none"}
         if len(wrong):
             remedy = refit_from_labelled_images(train_codes, val_codes, val_labels)
-            merged = merged_digits(gmm, val_codes, val_labels)
+            merged = merged_digits(gmm, val_codes, val_labels) if remedy is None else []
             if remedy is not None:
                 gmm, check["action"] = remedy, "GMM refitted from single labelled images"
             elif merged and give_up_on_merge:
@@ -1123,7 +1123,8 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
                                  "(train longer?)")
     state = model.state_dict()
     gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
-    val_predictions = gmm_predict(gmm, latent_codes(model, validation.pixels))
+    val_codes = latent_codes(model, validation.pixels)
+    val_predictions = gmm_predict(gmm, val_codes)
     accuracy = float(np.mean(val_predictions == validation.labels))
     log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
         f"validation accuracy {accuracy:.3f}")
@@ -1142,7 +1143,7 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
     wrong = np.flatnonzero(val_predictions != validation.labels)
     if len(wrong):
         trainings = 1 + sum(check["action"].startswith("restart") for check in checks)
-        merged = merged_digits(gmm, latent_codes(model, validation.pixels), validation.labels)
+        merged = merged_digits(gmm, val_codes, validation.labels)
         outlook = ""
         if merged:
             outlook = f", but digit {merged[0]} is merged into another: expect a low score"

@@ -68,8 +68,10 @@ def main() -> None:
             fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config,
                                      log=vae.print_nothing)
             predicted = vae.gmm_predict(fit.gmm, vae.latent_codes(fit.model, pixels[test]))
-            first, last = fit.checks[0], fit.checks[-1]
-            right = len(validation) - len(first["wrong"]), len(validation) - len(last["wrong"])
+            first = fit.checks[0]
+            wrong_at_end = vae.wrong_labelled(fit.gmm, vae.latent_codes(fit.model, pixels[validation]),
+                                              labels[validation])
+            right = len(validation) - len(first["wrong"]), len(validation) - len(wrong_at_end)
             trainings = len({check["seed"] for check in fit.checks})
             f1 = classification_scores(labels[test], predicted)["F1avg"]
             rows.append([name, str(seed), f"{right[0]} of {len(validation)}", str(first["em_iterations"]),
