@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 RECONSTRUCTION_FILE = "vae_reconstructed.npz"
 PREDICTIONS_FILE = "vae.csv"
@@ -391,17 +392,27 @@ def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig, path: st
 
 
 # -------------------------------------------------------------------------------------------------
-# Loss and training.
+# Loss and training: each stage (the VAE here, the refinement toward the GMM further down, and the
+# decoder alone last) is a plain function of its batch loss, run by one loop of Adam over shuffled
+# batches.
 
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-             beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             beta: float) -> dict[str, torch.Tensor]:
     """Per image: Bernoulli reconstruction in nats (from logits, for stability) + beta * KL(q(z|x)
-    || N(0, I)). Returns (loss, reconstruction, KL)."""
+    || N(0, I)). Returns the loss and its terms: "loss", "reconstruction", "kl"."""
     bce = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum")
     reconstruction = bce / len(x)
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
-    return reconstruction + beta * kl, reconstruction, kl
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+
+
+def sampled_vae_loss(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
+                     beta: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every stage's batch loss: vae_loss of images x decoded from a sample of q(z|x), given its
+    mean and log-variance; and the logits decoded, for the terms a stage adds to it."""
+    logits = model.decoder(model.sample(mean, log_var))
+    return vae_loss(logits, x, mean, log_var, beta), logits
 
 
 SSIM_WINDOW = 7  # skimage's default: the side of the uniform windows SSIM is averaged over
@@ -439,6 +450,8 @@ def _window_average(images: torch.Tensor) -> torch.Tensor:
 
 WARMUP_FRACTION = 0.2  # of a stage's steps: Adam's first moment estimates are noisy, so ramp up
 
+Schedule = Callable[[int], Callable[[int], float]]  # a stage's steps -> each step's rate factor
+
 
 def warmup_cosine(total_steps: int,
                   warmup_fraction: float = WARMUP_FRACTION) -> Callable[[int], float]:
@@ -455,20 +468,43 @@ def warmup_cosine(total_steps: int,
     return factor
 
 
-def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS,
-              log: Callable = print) -> tuple[VAE, list[dict[str, float]]]:
-    """Fit a VAE to images (N, H, W) in [0, 1]; return it on the CPU in eval mode, and the epochs'
-    history."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on CUDA
-    torch.manual_seed(config.seed)
-    # An operation with no deterministic kernel (none on the CPU) warns rather than stops training.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    data = _on_device(pixels)
-    model = VAE(data[0].numel(), config.hidden, config.latent_dim)
-    log(f"VAE parameters: {count_parameters(model):,}")
-    history = run_epochs(model, data, epochs=config.epochs, batch_size=config.batch_size,
-                         lr=config.lr, beta=config.beta, log=log, decay=True)
-    return model, history
+def constant_rate(total_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: 1 throughout."""
+    return lambda step: 1.0
+
+
+BatchLoss = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # batch indices -> "loss", terms
+
+
+def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parameter],
+               data: torch.Tensor, *, epochs: int, batch_size: int, lr: float, schedule: Schedule,
+               log: Callable) -> list[dict[str, float]]:
+    """Adam on `parameters` over `epochs` shuffled passes of the images `data` (N, H, W), minimising
+    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    scheduler = LambdaLR(optimizer, schedule(epochs * math.ceil(len(data) / batch_size)))
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        totals: dict[str, torch.Tensor] = {}
+        for batch in torch.randperm(len(data), device=data.device).split(batch_size):
+            terms = batch_loss(batch)
+            if not torch.isfinite(terms["loss"]):
+                raise FloatingPointError(f"the loss became {terms['loss'].item()} in {stage} "
+                                         f"{epoch}; try a smaller --lr")
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            scheduler.step()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0) + value.detach() * len(batch)
+        means = {name: total.item() / len(data) for name, total in totals.items()}
+        seconds = time.perf_counter() - start
+        history.append({"stage": stage, "epoch": epoch, **means, "seconds": seconds})
+        if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
+            shown = "  ".join(f"{name} {value:.3f}" for name, value in means.items())
+            log(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
+    return history
 
 
 def _on_device(pixels: np.ndarray) -> torch.Tensor:
@@ -477,58 +513,57 @@ def _on_device(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels).to(device)
 
 
-ClusterLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS,
+              log: Callable = print) -> tuple[VAE, list[dict[str, float]]]:
+    """The first stage: a VAE fitted to images (N, H, W) in [0, 1] by the VAE loss; returned on the
+    CPU in eval mode, with the epochs' history."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on CUDA
+    torch.manual_seed(config.seed)
+    # An operation with no deterministic kernel (none on the CPU) warns rather than stops training.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    data = _on_device(pixels)
+    model = VAE(data[0].numel(), config.hidden, config.latent_dim)
+    log(f"VAE parameters: {count_parameters(model):,}")
+    model.to(data.device).train()
+
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        return sampled_vae_loss(model, x, *model.encode(x), config.beta)[0]
+
+    history = run_epochs("epoch", batch_loss, model.parameters(), data, epochs=config.epochs,
+                         batch_size=config.batch_size, lr=config.lr, schedule=warmup_cosine,
+                         log=log)
+    return model.cpu().eval(), history
 
 
-def run_epochs(model: VAE, data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-               beta: float, log: Callable, trained: nn.Module | None = None, decay: bool = False,
-               cluster_loss: ClusterLoss | None = None, ssim_weight: float = 0.0,
-               stage: str = "epoch") -> list[dict[str, float]]:
-    """Minimise the VAE loss over `epochs` shuffled passes of images `data` (N, H, W), plus
-    `cluster_loss(codes, batch indices)` where given, plus `ssim_weight` x pixels x (1 - SSIM) per
-    image where above 0, by Adam at `lr` (warmed up and decayed where `decay`) on `trained`: the
-    whole model by default, or a part of it, the rest held fixed. Trains on the data's device;
-    leaves the model on the CPU, in eval mode."""
-    trained = model if trained is None else trained
-    model.to(data.device).requires_grad_(False)
-    optimizer = torch.optim.Adam(trained.requires_grad_(True).parameters(), lr=lr)
-    steps = epochs * math.ceil(len(data) / batch_size)
-    factor = warmup_cosine(steps) if decay else (lambda _: 1.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    pixels = data[0].numel()
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        totals: dict[str, torch.Tensor] = {}
-        for batch in torch.randperm(len(data), device=data.device).split(batch_size):
-            x = data[batch]
+def train_decoder(model: VAE, pixels: np.ndarray, config: TrainConfig,
+                  log: Callable) -> list[dict[str, float]]:
+    """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
+    cross-entropy, on DECODER_BATCH_FACTOR x batches. The encoder, so every code, the GMM and every
+    prediction, stay as they are. The refinement moved the codes under a decoder trained at a
+    constant rate and for the cross-entropy alone; here the decoder catches up with them, and learns
+    the sharp strokes and clean background that SSIM rewards. Images under 7x7 pixels have no SSIM
+    window, and take the cross-entropy alone. Leaves the model on the CPU in eval mode."""
+    data = _on_device(pixels)
+    pixel_count = data[0].numel()
+    scores_ssim = min(pixels.shape[1:]) >= SSIM_WINDOW and config.ssim_weight > 0
+    model.to(data.device).train()
+
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        with torch.no_grad():  # the encoder is held as it is
             mean, log_var = model.encode(x)
-            logits = model.decoder(model.sample(mean, log_var))
-            loss, reconstruction, kl = vae_loss(logits, x, mean, log_var, beta)
-            terms = {"reconstruction": reconstruction, "kl": kl}
-            if cluster_loss is not None:
-                terms["cluster"] = cluster_loss(mean, batch)
-                loss = loss + terms["cluster"]
-            if ssim_weight:
-                terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
-                loss = loss + ssim_weight * pixels * (1 - terms["ssim"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss.item()} in {stage} {epoch}; "
-                                         "try a smaller --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            for name, value in {"loss": loss, **terms}.items():
-                totals[name] = totals.get(name, 0) + value.detach() * len(x)
-        values = {name: total.item() / len(data) for name, total in totals.items()}
-        seconds = time.perf_counter() - start
-        history.append({"stage": stage, "epoch": epoch, **values, "seconds": seconds})
-        if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
-            shown = "  ".join(f"{name} {value:.3f}" for name, value in values.items())
-            log(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
-    model.requires_grad_(True).cpu().eval()
+        terms, logits = sampled_vae_loss(model, x, mean, log_var, config.beta)
+        if scores_ssim:
+            terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
+            terms["loss"] = terms["loss"] + config.ssim_weight * pixel_count * (1 - terms["ssim"])
+        return terms
+
+    history = run_epochs("decoder", batch_loss, model.decoder.parameters(), data,
+                         epochs=config.decoder_epochs,
+                         batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
+                         schedule=warmup_cosine, log=log)
+    model.cpu().eval()
     return history
 
 
@@ -559,23 +594,44 @@ GMM_MAX_ITER = 500
 GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabelled ones
 
 
-def gmm_log_joint(points: np.ndarray, weights: np.ndarray, means: np.ndarray,
-                  covariances: np.ndarray) -> np.ndarray:
-    """log(weight_k) + log N(x | mean_k, cov_k) for every point and component: (N, K), through
-    Cholesky factors."""
-    log_densities = np.empty((len(points), len(means)))
-    for k, (mean, covariance) in enumerate(zip(means, covariances)):
-        cholesky = np.linalg.cholesky(covariance)
-        whitened = np.linalg.solve(cholesky, (points - mean).T)
-        log_det = 2.0 * np.log(np.diag(cholesky)).sum()
-        squared_distance = np.square(whitened).sum(axis=0)
-        log_normaliser = points.shape[1] * np.log(2 * np.pi) + log_det
-        log_densities[:, k] = -0.5 * (log_normaliser + squared_distance)
-    return np.log(weights) + log_densities
+@dataclasses.dataclass(frozen=True, eq=False)
+class GMM:
+    """A Gaussian mixture over latent codes, each component standing for a digit: the classifier.
+    A mixture that EM fitted also carries how EM went; one read from a file carries the classifier
+    alone (gmm_file_contents writes both)."""
+
+    weights: np.ndarray  # (K,): positive, summing to 1
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D, D): symmetric positive definite
+    digits: np.ndarray  # (K,) whole numbers: the digit of each component
+    log_likelihood_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    converged: bool = False  # whether EM stopped by GMM_TOL rather than by its iteration cap
+
+    @property
+    def n_iter(self) -> int:
+        """EM's iterations: one objective each."""
+        return len(self.log_likelihood_trace)
+
+    def log_joint(self, points: np.ndarray) -> np.ndarray:
+        """log(weight_k) + log N(x | mean_k, cov_k) for every point and component: (N, K), through
+        Cholesky factors."""
+        log_densities = np.empty((len(points), len(self.means)))
+        for k, (mean, covariance) in enumerate(zip(self.means, self.covariances)):
+            cholesky = np.linalg.cholesky(covariance)
+            whitened = np.linalg.solve(cholesky, (points - mean).T)
+            log_det = 2.0 * np.log(np.diag(cholesky)).sum()
+            squared_distance = np.square(whitened).sum(axis=0)
+            log_normaliser = points.shape[1] * np.log(2 * np.pi) + log_det
+            log_densities[:, k] = -0.5 * (log_normaliser + squared_distance)
+        return np.log(self.weights) + log_densities
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """The digit of the most probable component for each point."""
+        return self.digits[self.log_joint(points).argmax(axis=1)]
 
 
 def has_cholesky_factor(matrix: np.ndarray) -> bool:
-    """Whether a symmetric matrix is positive definite, as gmm_log_joint needs."""
+    """Whether a symmetric matrix is positive definite, as GMM.log_joint needs."""
     try:
         np.linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
@@ -583,7 +639,8 @@ def has_cholesky_factor(matrix: np.ndarray) -> bool:
     return True
 
 
-def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray, reg_covar: float):
+def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray,
+                       reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     totals = responsibilities.sum(axis=0) + 10 * np.finfo(float).eps
     weights = totals / totals.sum()
     means = responsibilities.T @ points / totals[:, None]
@@ -595,31 +652,31 @@ def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray, reg_cov
     return weights, means, covariances
 
 
-def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-            labelled_points: np.ndarray | None = None,
+def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None = None,
             labelled_components: np.ndarray | None = None,
             labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
-            tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> dict:
-    """EM from the given parameters; returns them fitted, and the log-likelihood trace. EM never
-    decreases its objective: a weighted mean of log p(x) over unlabelled points and of log p(x, k)
-    over labelled ones. With max_iter 0 the start comes back as it was."""
+            tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> GMM:
+    """EM from `start`: the mixture fitted, its components still standing for start's digits, with
+    the log-likelihood trace. EM never decreases its objective: a weighted mean of log p(x) over
+    unlabelled points and of log p(x, k) over labelled ones. With max_iter 0 the start comes back as
+    it was."""
     from scipy.special import logsumexp  # train only: the test modes start without SciPy
 
     if labelled_points is None:
         labelled_points = np.empty((0, points.shape[1]))
         labelled_components = np.empty(0, int)
-    fixed = np.eye(len(means))[labelled_components]
+    fixed = np.eye(len(start.means))[labelled_components]
     all_points = np.concatenate([points, labelled_points])
     point_weights = np.concatenate([np.ones(len(points)),
                                     np.full(len(labelled_points), labelled_weight)])
     labelled_rows = np.arange(len(labelled_points))
+    gmm = start
     trace: list[float] = []
     converged = False
     for _ in range(max_iter):
-        log_joint = gmm_log_joint(points, weights, means, covariances)
+        log_joint = gmm.log_joint(points)
         log_evidence = logsumexp(log_joint, axis=1)
-        labelled_log_joint = gmm_log_joint(labelled_points, weights, means, covariances)
-        labelled_term = labelled_log_joint[labelled_rows, labelled_components]
+        labelled_term = gmm.log_joint(labelled_points)[labelled_rows, labelled_components]
         objective = log_evidence.sum() + labelled_weight * labelled_term.sum()
         trace.append(float(objective / point_weights.sum()))
         converged = len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol
@@ -627,15 +684,9 @@ def fit_gmm(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covarian
             break
         unlabelled = np.exp(log_joint - log_evidence[:, None])
         responsibilities = np.concatenate([unlabelled, fixed]) * point_weights[:, None]
-        weights, means, covariances = _maximisation_step(all_points, responsibilities, reg_covar)
-    return {"weights": weights, "means": means, "covariances": covariances,
-            "log_likelihood_trace": np.array(trace), "n_iter": len(trace), "converged": converged}
-
-
-def gmm_predict(gmm: dict, points: np.ndarray) -> np.ndarray:
-    """The digit of the most probable component for each point."""
-    log_joint = gmm_log_joint(points, gmm["weights"], gmm["means"], gmm["covariances"])
-    return gmm["digits"][log_joint.argmax(axis=1)]
+        fitted = _maximisation_step(all_points, responsibilities, reg_covar)
+        gmm = GMM(*fitted, digits=start.digits)
+    return dataclasses.replace(gmm, log_likelihood_trace=np.array(trace), converged=converged)
 
 
 def assign_components(labelled_log_joint: np.ndarray,
@@ -652,7 +703,7 @@ def assign_components(labelled_log_joint: np.ndarray,
 
 
 def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np.ndarray,
-                  start: int | None = None) -> dict:
+                  start: int | None = None) -> GMM:
     """One component per validation digit, started at the digit's validation mean or, with `start`
     j, at its j-th validation image."""
     digits = np.unique(val_labels)
@@ -671,11 +722,10 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
                          "fitted: are the images blank or all alike, or is --beta too large?")
     covariances = np.repeat(start_covariance[None], len(digits), axis=0)
     weights = np.full(len(digits), 1 / len(digits))
-    gmm = fit_gmm(train_codes, weights, means, covariances, val_codes, components)
-    labelled_log_joint = gmm_log_joint(val_codes, gmm["weights"], gmm["means"], gmm["covariances"])
-    gmm["digits"] = np.empty_like(digits)
-    gmm["digits"][assign_components(labelled_log_joint, components)] = digits
-    return gmm
+    fitted = fit_gmm(train_codes, GMM(weights, means, covariances, digits), val_codes, components)
+    relabelled = np.empty_like(digits)
+    relabelled[assign_components(fitted.log_joint(val_codes), components)] = digits
+    return dataclasses.replace(fitted, digits=relabelled)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -686,14 +736,14 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
 # DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
 
 
-def gmm_log_responsibilities(codes: torch.Tensor, gmm: dict) -> torch.Tensor:
+def gmm_log_responsibilities(codes: torch.Tensor, gmm: GMM) -> torch.Tensor:
     """log q(k | z) under the GMM, for latent codes z, differentiable in z: (N, K)."""
     tensor = functools.partial(torch.as_tensor, dtype=codes.dtype, device=codes.device)
-    centred = codes[:, None, :] - tensor(gmm["means"])
-    precisions = tensor(np.linalg.inv(gmm["covariances"]))
+    centred = codes[:, None, :] - tensor(gmm.means)
+    precisions = tensor(np.linalg.inv(gmm.covariances))
     mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, precisions, centred)
-    log_det = tensor(np.linalg.slogdet(gmm["covariances"])[1])
-    return torch.log_softmax(tensor(np.log(gmm["weights"])) - 0.5 * (mahalanobis + log_det), dim=1)
+    log_det = tensor(np.linalg.slogdet(gmm.covariances)[1])
+    return torch.log_softmax(tensor(np.log(gmm.weights)) - 0.5 * (mahalanobis + log_det), dim=1)
 
 
 def deskewed(pixels: np.ndarray) -> torch.Tensor:
@@ -763,7 +813,7 @@ def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor,
 
 
 def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
-                       gmm: dict) -> torch.Tensor:
+                       gmm: GMM) -> torch.Tensor:
     """Each training image's component: the GMM's posteriors of the codes, propagated over the
     images' neighbours."""
     codes = torch.from_numpy(latent_codes(model, pixels))
@@ -771,47 +821,54 @@ def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
     return propagate(posteriors, neighbours).argmax(dim=1)
 
 
-def refine_toward_gmm(model: VAE, pixels: np.ndarray, targets: torch.Tensor, gmm: dict,
-                      config: TrainConfig, log: Callable) -> list[dict]:
-    """Train `model` on with the cluster loss toward each image's target component; return the
-    history."""
+def refine_toward_gmm(model: VAE, pixels: np.ndarray, targets: torch.Tensor, gmm: GMM,
+                      config: TrainConfig, log: Callable) -> list[dict[str, float]]:
+    """A round of the refinement: `model` trains on at a constant rate with the cluster loss beside
+    the VAE loss, the cross-entropy of each image's target component, averaged over its code and a
+    jittered view's. Leaves the model on the CPU in eval mode; returns the history."""
     data = _on_device(pixels)
     targets = targets.to(data.device)
+    model.to(data.device).train()
 
-    def cluster_loss(codes: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy to each image's component, averaged over its code and a jittered view's."""
-        views = jittered(data[batch][:, None], config.refine_jitter)
-        view_codes = model.encode(views)[0]
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        codes, log_var = model.encode(x)
+        terms, _ = sampled_vae_loss(model, x, codes, log_var, config.beta)
+        view_codes = model.encode(jittered(x[:, None], config.refine_jitter))[0]
         log_q = gmm_log_responsibilities(torch.cat([codes, view_codes]), gmm)
-        return config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
+        terms["cluster"] = config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
+        terms["loss"] = terms["loss"] + terms["cluster"]
+        return terms
 
     batches_per_epoch = math.ceil(len(data) / config.batch_size)
     epochs = max(1, round(config.refine_steps / batches_per_epoch))
-    return run_epochs(model, data, epochs=epochs, batch_size=config.batch_size,
-                      lr=config.refine_lr, beta=config.beta, log=log, cluster_loss=cluster_loss,
-                      stage="refine")
+    history = run_epochs("refine", batch_loss, model.parameters(), data, epochs=epochs,
+                         batch_size=config.batch_size, lr=config.refine_lr,
+                         schedule=constant_rate, log=log)
+    model.cpu().eval()
+    return history
 
 
 RESTART_SEED_STEP = 1000  # restart r trains from seed + 1000 r: another trajectory, reproducibly
 
 
-def wrong_labelled(gmm: dict, val_codes: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
+def wrong_labelled(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
     """The labelled images the GMM gives another digit: none where each component holds exactly
     one digit's labelled images."""
-    return np.flatnonzero(gmm_predict(gmm, val_codes) != val_labels)
+    return np.flatnonzero(gmm.predict(val_codes) != val_labels)
 
 
-def merged_digits(gmm: dict, val_codes: np.ndarray, val_labels: np.ndarray) -> list[int]:
+def merged_digits(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> list[int]:
     """The digits most of whose labelled images the GMM gives another digit: the mark of codes that
     merged them into another digit's cluster, which no GMM can undo and the refinement, led by the
     GMM, would deepen. A minority wrong is odd images, which the refinement may mend."""
-    predicted = gmm_predict(gmm, val_codes)
+    predicted = gmm.predict(val_codes)
     return [int(digit) for digit in np.unique(val_labels)
             if np.mean(predicted[val_labels == digit] != digit) > 0.5]
 
 
 def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
-                               val_labels: np.ndarray) -> dict | None:
+                               val_labels: np.ndarray) -> GMM | None:
     """The cheap remedy for a GMM that gets labelled images wrong: EM started, in turn, at the j-th
     labelled image of every digit instead of their means. Of the fits that classify every labelled
     image, the one under which they are likeliest; None where no start gives one."""
@@ -820,19 +877,18 @@ def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
         gmm = fit_digit_gmm(train_codes, val_codes, val_labels, start=start)
         if len(wrong_labelled(gmm, val_codes, val_labels)):
             continue
-        log_joint = gmm_log_joint(val_codes, gmm["weights"], gmm["means"], gmm["covariances"])
-        score = log_joint.max(axis=1).sum()  # each image's own component: all are classified right
+        score = gmm.log_joint(val_codes).max(axis=1).sum()  # all right: each image's own component
         if score > best_score:
             best, best_score = gmm, score
     return best
 
 
-RoundWatcher = Callable[[VAE, dict, np.ndarray], None]
+RoundWatcher = Callable[[VAE, GMM, np.ndarray], None]
 
 
 class Fit(NamedTuple):
     model: VAE
-    gmm: dict
+    gmm: GMM
     history: list[dict]  # the loss terms per epoch
     checks: list[dict]  # what the labelled images said after each GMM fit, and what was done
 
@@ -867,12 +923,12 @@ def _fit_one_training(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labe
     `give_up_on_merge`."""
     model, history = train_vae(train_pixels, config, log)
 
-    def checked_gmm(stage: str) -> dict | None:
+    def checked_gmm(stage: str) -> GMM | None:
         train_codes = latent_codes(model, train_pixels)
         val_codes = latent_codes(model, val_pixels)
         gmm = fit_digit_gmm(train_codes, val_codes, val_labels)
         wrong = wrong_labelled(gmm, val_codes, val_labels)
-        check = {"seed": config.seed, "stage": stage, "em_iterations": gmm["n_iter"],
+        check = {"seed": config.seed, "stage": stage, "em_iterations": gmm.n_iter,
                  "wrong": wrong.tolist(), "action": "none"}
         if len(wrong):
             remedy = refit_from_labelled_images(train_codes, val_codes, val_labels)
@@ -898,7 +954,7 @@ def _fit_one_training(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labe
     for round_number in range(1, config.refine_rounds + 1):
         targets = propagated_targets(model, train_pixels, neighbours, gmm)
         history += refine_toward_gmm(model, train_pixels, targets, gmm, config, log)
-        target_digits = gmm["digits"][targets.numpy()]
+        target_digits = gmm.digits[targets.numpy()]
         gmm = checked_gmm(f"refinement round {round_number}")
         if gmm is None:
             return None
@@ -907,20 +963,6 @@ def _fit_one_training(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labe
     if config.decoder_epochs:
         history += train_decoder(model, train_pixels, config, log)
     return Fit(model, gmm, history, checks)
-
-
-def train_decoder(model: VAE, pixels: np.ndarray, config: TrainConfig, log: Callable) -> list[dict]:
-    """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
-    cross-entropy, on DECODER_BATCH_FACTOR x batches. The encoder, so every code, the GMM and every
-    prediction, stay as they are. The refinement moved the codes under a decoder trained at a
-    constant rate and for the cross-entropy alone; here the decoder catches up with them, and learns
-    the sharp strokes and clean background that SSIM rewards. Images under 7x7 pixels have no SSIM
-    window, and take the cross-entropy alone."""
-    has_window = min(pixels.shape[1:]) >= SSIM_WINDOW
-    return run_epochs(model, _on_device(pixels), epochs=config.decoder_epochs,
-                      batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
-                      beta=config.beta, log=log, trained=model.decoder, decay=True,
-                      ssim_weight=config.ssim_weight if has_window else 0.0, stage="decoder")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1000,14 +1042,23 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-GMM_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")
+def gmm_file_contents(gmm: GMM, image_shape: tuple[int, ...], fingerprint: str) -> dict:
+    """What gmm_params.pkl holds: a plain dict of NumPy arrays (and EM's count and flag, and the
+    fingerprint of the weights the GMM belongs to), which any Python with NumPy reads."""
+    return {"weights": gmm.weights, "means": gmm.means, "covariances": gmm.covariances,
+            "log_likelihood_trace": gmm.log_likelihood_trace, "n_iter": gmm.n_iter,
+            "converged": gmm.converged, "digits": gmm.digits, "image_shape": np.array(image_shape),
+            "vae_sha256": fingerprint}
+
+
+GMM_FILE_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")  # needed
 GMM_WEIGHTS_SUM_TOLERANCE = 1e-3  # room for weights stored at half precision
 GMM_SYMMETRY_TOLERANCE = 1e-6  # of a covariance's largest entry
 
 
-def _real_array(gmm: dict, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
-    """gmm[key] as float64, refused unless it is a finite real array of `shape`."""
-    value = gmm[key]
+def _real_array(contents: dict, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
+    """contents[key] as float64, refused unless it is a finite real array of `shape`."""
+    value = contents[key]
     if not isinstance(value, np.ndarray):
         raise InputError(f"{path}: '{key}' must be an array of shape {shape}, found a "
                          f"{type(value).__name__}; train again to write a sound GMM")
@@ -1021,25 +1072,25 @@ def _real_array(gmm: dict, key: str, shape: tuple[int, ...], path: str) -> np.nd
     return value
 
 
-def check_gmm(gmm: object, path: str, model: VAE, fingerprint: str) -> dict:
-    """The GMM of a file, checked whole against `model`, its arrays as float64 and int64: every
-    fault named with the file, the field and the remedy."""
-    if not isinstance(gmm, dict):
-        raise InputError(f"{path}: not a GMM file saved by this program (a {type(gmm).__name__}, "
-                         "not a dict); train again to write one")
-    missing = [key for key in GMM_KEYS if key not in gmm]
+def check_gmm(contents: object, path: str, model: VAE, fingerprint: str) -> GMM:
+    """The GMM that a file's contents describe, checked whole against `model`, its arrays as float64
+    and int64: every fault named with the file, the field and the remedy."""
+    if not isinstance(contents, dict):
+        raise InputError(f"{path}: not a GMM file saved by this program (a "
+                         f"{type(contents).__name__}, not a dict); train again to write one")
+    missing = [key for key in GMM_FILE_KEYS if key not in contents]
     if missing:
         raise InputError(f"{path}: not a GMM file saved by this program (no {', '.join(missing)}); "
                          "train again to write one")
-    digits = gmm["digits"]
+    digits = contents["digits"]
     if not (isinstance(digits, np.ndarray) and digits.ndim == 1 and len(digits) >= 2
             and np.issubdtype(digits.dtype, np.integer)):
         raise InputError(f"{path}: 'digits' must be a 1-D array of whole numbers, one per "
                          "component; train again")
     components, dimensions = len(digits), model.latent_dim
-    weights = _real_array(gmm, "weights", (components,), path)
-    means = _real_array(gmm, "means", (components, dimensions), path)
-    covariances = _real_array(gmm, "covariances", (components, dimensions, dimensions), path)
+    weights = _real_array(contents, "weights", (components,), path)
+    means = _real_array(contents, "means", (components, dimensions), path)
+    covariances = _real_array(contents, "covariances", (components, dimensions, dimensions), path)
     if np.any(weights <= 0) or abs(weights.sum() - 1) > GMM_WEIGHTS_SUM_TOLERANCE:
         raise InputError(f"{path}: 'weights' must be positive and sum to 1, found "
                          f"{np.array2string(weights, precision=4)}; train again")
@@ -1049,28 +1100,28 @@ def check_gmm(gmm: object, path: str, model: VAE, fingerprint: str) -> dict:
         if not (is_symmetric and has_cholesky_factor(covariance)):
             raise InputError(f"{path}: the covariance of component {component} (digit {digit}) is "
                              "not symmetric positive definite; train again to refit the GMM")
-    image_shape = gmm["image_shape"]
+    image_shape = contents["image_shape"]
     if not (isinstance(image_shape, np.ndarray) and image_shape.ndim == 1
             and np.issubdtype(image_shape.dtype, np.integer)
             and math.prod(image_shape.tolist()) == model.input_dim):
         raise InputError(f"{path}: 'image_shape' does not match the model's {model.input_dim} "
                          "pixels; train both together")
-    if not isinstance(gmm["vae_sha256"], str) or gmm["vae_sha256"] != fingerprint:
+    if not isinstance(contents["vae_sha256"], str) or contents["vae_sha256"] != fingerprint:
         raise InputError(f"{path}: this GMM was fitted with a different vae.pth; "
                          "train both together")
-    return {**gmm, "weights": weights, "means": means, "covariances": covariances,
-            "digits": digits.astype(np.int64)}
+    return GMM(weights, means, covariances, digits.astype(np.int64))
 
 
-def load_gmm(path: str, model: VAE, fingerprint: str) -> dict:
+def load_gmm(path: str, model: VAE, fingerprint: str) -> GMM:
+    """The GMM of a gmm_params.pkl, read without running code, and checked against `model`."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such GMM file (train one first)")
     try:
         with open(path, "rb") as handle:
-            gmm = _PlainDataUnpickler(handle).load()
+            contents = _PlainDataUnpickler(handle).load()
     except Exception as error:
         raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
-    return check_gmm(gmm, path, model, fingerprint)
+    return check_gmm(contents, path, model, fingerprint)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1118,15 +1169,15 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
                                                      validation.labels, config, log)
     except InputError as error:  # what the training images led to
         raise InputError(f"{train_path}: {error}") from None
-    if not all(np.all(np.isfinite(gmm[key])) for key in ("weights", "means", "covariances")):
+    if not all(np.all(np.isfinite(values)) for values in (gmm.weights, gmm.means, gmm.covariances)):
         raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate "
                                  "(train longer?)")
     state = model.state_dict()
-    gmm.update(image_shape=np.array(train.pixels.shape[1:]), vae_sha256=state_fingerprint(state))
+    gmm_contents = gmm_file_contents(gmm, train.pixels.shape[1:], state_fingerprint(state))
     val_codes = latent_codes(model, validation.pixels)
-    val_predictions = gmm_predict(gmm, val_codes)
+    val_predictions = gmm.predict(val_codes)
     accuracy = float(np.mean(val_predictions == validation.labels))
-    log(f"GMM: {gmm['n_iter']} EM iterations, converged {gmm['converged']}, "
+    log(f"GMM: {gmm.n_iter} EM iterations, converged {gmm.converged}, "
         f"validation accuracy {accuracy:.3f}")
     weights = io.BytesIO()  # serialised first: a failed write reports the OSError on every torch
     torch.save(state, weights)
@@ -1136,7 +1187,7 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
         with open(vae_temporary, "wb") as handle:
             handle.write(weights.getbuffer())
         with open(gmm_temporary, "wb") as handle:
-            pickle.dump(gmm, handle, protocol=4)
+            pickle.dump(gmm_contents, handle, protocol=4)
         with open(history_temporary, "w") as handle:
             json.dump(record, handle, indent=1)
     log(f"saved {', '.join(outputs)}")
@@ -1169,7 +1220,7 @@ def command_test_classifier(data_path: str, vae_path: str, gmm_path: str, log: C
     model, fingerprint = load_model(vae_path)
     gmm = load_gmm(gmm_path, model, fingerprint)
     images = load_images(data_path, model.input_dim, labels="ignore")
-    predictions = gmm_predict(gmm, latent_codes(model, images.pixels))
+    predictions = gmm.predict(latent_codes(model, images.pixels))
     with atomic_outputs(PREDICTIONS_FILE) as (temporary,):
         with open(temporary, "w") as handle:
             handle.write(PREDICTIONS_HEADER + "\n")

@@ -57,14 +57,6 @@ def network(layers: list[tuple[torch.Tensor, torch.Tensor]], last_activation: st
             for (weight, bias), activation in zip(layers, activations)]
 
 
-def image_shape_of(model: vae.VAE, gmm: dict, gmm_path: str) -> tuple[int, int]:
-    shape = tuple(int(side) for side in np.atleast_1d(gmm["image_shape"]))
-    if len(shape) != 2 or shape[0] * shape[1] != model.input_dim:
-        raise vae.InputError(f"{gmm_path}: image_shape {shape} does not match the model's "
-                             f"{model.input_dim} pixels")
-    return shape
-
-
 def sample_indices(count: int, max_points: int) -> np.ndarray:
     """All indices, or a fixed random sample of `max_points` of them in order: the same page every run."""
     if count <= max_points:
@@ -79,17 +71,17 @@ def page_data(train_path: str, val_path: str, vae_path: str, gmm_path: str, max_
         raise vae.InputError(f"{vae_path}: the explorer draws a 2-D latent space; this model's is "
                              f"{model.latent_dim}-D")
     gmm = vae.load_gmm(gmm_path, model, fingerprint)
-    image_shape = image_shape_of(model, gmm, gmm_path)
     train = vae.load_images(train_path, model.input_dim, labels="ignore")
     validation = vae.load_images(val_path, model.input_dim, labels="required")
     train_codes = vae.latent_codes(model, train.pixels)
     shown = sample_indices(len(train_codes), max_points)
     state = model.state_dict()
     return {
-        "imageShape": list(image_shape),
+        "imageShape": list(train.pixels.shape[1:]),
         "encoder": network(linear_layers(state, "encoder") + linear_layers(state, "to_mean"), "none"),
         "decoder": network(linear_layers(state, "decoder"), "sigmoid"),
-        "gmm": {key: np.asarray(gmm[key]).tolist() for key in ("weights", "means", "covariances", "digits")},
+        "gmm": {"weights": gmm.weights.tolist(), "means": gmm.means.tolist(), "covariances": gmm.covariances.tolist(),
+                "digits": gmm.digits.tolist()},
         "train": {"codes": float32_base64(train_codes[shown]), "shown": len(shown), "total": len(train_codes)},
         "validation": {"codes": vae.latent_codes(model, validation.pixels).tolist(),
                        "digits": validation.labels.tolist()},

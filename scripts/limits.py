@@ -65,11 +65,11 @@ def graph_vote_accuracy(pixels: np.ndarray, labels: torch.Tensor, k: int) -> flo
     return (votes == labels).double().mean().item()
 
 
-def record_round(rounds: list[list[float]], pixels: np.ndarray, truth: np.ndarray, model: vae.VAE, gmm: dict,
+def record_round(rounds: list[list[float]], pixels: np.ndarray, truth: np.ndarray, model: vae.VAE, gmm: vae.GMM,
                  targets: np.ndarray) -> None:
     """After a round of the refinement: how often its targets are right, how often the GMM of the training codes
     is right, and how often it agrees with the targets."""
-    predicted = vae.gmm_predict(gmm, vae.latent_codes(model, pixels))
+    predicted = gmm.predict(vae.latent_codes(model, pixels))
     rounds.append([np.mean(targets == truth), np.mean(predicted == truth), np.mean(predicted == targets)])
 
 
@@ -113,7 +113,7 @@ def main() -> None:
             after_round = functools.partial(record_round, rounds, train_pixels, labels[train]) if draw == 0 else None
             model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config,
                                                log=vae.print_nothing, after_round=after_round)
-            predicted = vae.gmm_predict(gmm, vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
+            predicted = gmm.predict(vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
             scores.append(classification_scores(labels[test], predicted)["F1avg"])
             if draw == 0:  # the gaps, the space and the reconstructions of the model that draw 0 trained
                 for number, fractions in enumerate(rounds, start=1):

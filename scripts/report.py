@@ -105,10 +105,10 @@ def scatter(axis, latents: np.ndarray, colour_by: np.ndarray, axes: np.ndarray, 
     axis.legend(title="digit", markerscale=5)
 
 
-def gmm_figure(gmm: dict, latents: np.ndarray, colour_by: np.ndarray, axes: np.ndarray, title: str):
+def gmm_figure(gmm: vae.GMM, latents: np.ndarray, colour_by: np.ndarray, axes: np.ndarray, title: str):
     figure, axis = plt.subplots(figsize=(7, 6))
     scatter(axis, latents, colour_by, axes, alpha=0.15)
-    for digit, mean, covariance in zip(gmm["digits"], gmm["means"], gmm["covariances"]):
+    for digit, mean, covariance in zip(gmm.digits, gmm.means, gmm.covariances):
         centre = mean[axes]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance[np.ix_(axes, axes)])
         angle = np.degrees(np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1]))
@@ -195,12 +195,12 @@ def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, ou
     gmm = vae.load_gmm(gmm_path, model, fingerprint)
     train = vae.load_images(train_path, model.input_dim)
     validation = vae.load_images(val_path, model.input_dim, labels="required")
-    image_shape = tuple(int(n) for n in gmm["image_shape"])
+    image_shape = train.pixels.shape[1:]
     train_latents = vae.latent_codes(model, train.pixels)
     val_latents = vae.latent_codes(model, validation.pixels)
     axes = display_axes(train_latents)
     note = axes_note(model.latent_dim, axes)
-    train_predictions = vae.gmm_predict(gmm, train_latents)
+    train_predictions = gmm.predict(train_latents)
     colour_by, colour_source = (
         (train.labels, "true digit") if train.labels is not None else (train_predictions, "GMM prediction"))
     rng = np.random.default_rng(0)
@@ -235,18 +235,18 @@ def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, ou
     figures["samples"] = image_rows(list(prior.reshape(8, 8, *image_shape)), [""] * 8,
                                     "Images decoded from samples of the prior N(0, I)")
     per_digit = [decode(model, rng.multivariate_normal(mean, covariance, size=10), image_shape)
-                 for mean, covariance in zip(gmm["means"], gmm["covariances"])]
-    figures["class_samples"] = image_rows(per_digit, [str(d) for d in gmm["digits"]],
+                 for mean, covariance in zip(gmm.means, gmm.covariances)]
+    figures["class_samples"] = image_rows(per_digit, [str(d) for d in gmm.digits],
                                           "Class-conditional samples: one row per GMM component")
-    order = np.argsort(gmm["digits"])
+    order = np.argsort(gmm.digits)
     pairs = [(order[i], order[(i + 1) % len(order)]) for i in range(len(order) if len(order) > 2 else 1)]
     steps = np.linspace(0, 1, 10)[:, None]
-    walks = [decode(model, (1 - steps) * gmm["means"][a] + steps * gmm["means"][b], image_shape) for a, b in pairs]
+    walks = [decode(model, (1 - steps) * gmm.means[a] + steps * gmm.means[b], image_shape) for a, b in pairs]
     figures["interpolation"] = image_rows(
-        walks, [f"{gmm['digits'][a]} to {gmm['digits'][b]}" for a, b in pairs],
+        walks, [f"{gmm.digits[a]} to {gmm.digits[b]}" for a, b in pairs],
         "Straight walks in latent space between the GMM means of two digits")
 
-    metrics = {"validation": classification_scores(validation.labels, vae.gmm_predict(gmm, val_latents))}
+    metrics = {"validation": classification_scores(validation.labels, gmm.predict(val_latents))}
     if train.labels is not None:
         metrics["train"] = classification_scores(train.labels, train_predictions)
     names = list(metrics["validation"])

@@ -67,7 +67,7 @@ def main() -> None:
             validation, test = validation_and_test(labels, held_out, seed % 5)
             fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config,
                                      log=vae.print_nothing)
-            predicted = vae.gmm_predict(fit.gmm, vae.latent_codes(fit.model, pixels[test]))
+            predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))
             first = fit.checks[0]
             wrong_at_end = vae.wrong_labelled(fit.gmm, vae.latent_codes(fit.model, pixels[validation]),
                                               labels[validation])

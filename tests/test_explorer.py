@@ -48,9 +48,9 @@ def refusal(*args: object) -> str:
     return str(stop.value.code)
 
 
-def pickle_gmm(gmm: dict, model: vae.VAE) -> bytes:
-    """`gmm` as a GMM file paired with `model`."""
-    return pickle.dumps({**gmm, "vae_sha256": vae.state_fingerprint(model.state_dict())}, protocol=4)
+def pickle_gmm(gmm: vae.GMM, image_shape: tuple[int, int], model: vae.VAE) -> bytes:
+    """`gmm` as a GMM file paired with `model`, of images of `image_shape`."""
+    return pickle.dumps(vae.gmm_file_contents(gmm, image_shape, vae.state_fingerprint(model.state_dict())))
 
 
 # --- The command line: no browser needed ------------------------------------------------------------------
@@ -90,7 +90,7 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(demo, tmp_path, pro
         model = vae.VAE(hidden_dims=(8,))
         gmm = vae.load_gmm(SHIPPED_FILES[1], *vae.load_model(SHIPPED_FILES[0]))
         paths[3] = tmp_path / "gmm.pkl"
-        paths[3].write_bytes(pickle_gmm(gmm, model))
+        paths[3].write_bytes(pickle_gmm(gmm, (28, 28), model))
     else:
         paths[1] = tmp_path / "small.npz"
         np.savez(paths[1], data=np.zeros((3, 10, 10), np.uint8), labels=np.array([1, 4, 8]))
@@ -165,7 +165,7 @@ def browser(demo, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shipped_model() -> tuple[vae.VAE, dict]:
+def shipped_model() -> tuple[vae.VAE, vae.GMM]:
     model, fingerprint = vae.load_model(SHIPPED_FILES[0])
     return model, vae.load_gmm(SHIPPED_FILES[1], model, fingerprint)
 
@@ -238,13 +238,13 @@ def test_classify_matches_the_classifier_on_real_digits(browser, shipped_model, 
     """The digits `vae.py test_classifier` writes, from the codes of vae.py and from the page's own codes; and
     the classifier's rule over a grid of the plane, boundaries included."""
     pixels, codes = real_digits
-    expected = vae.gmm_predict(shipped_model[1], codes)
+    expected = shipped_model[1].predict(codes)
     driver = browser.show(browser.shipped_page)
     assert call_each(driver, "classify", codes.tolist()) == expected.tolist()
     own_codes = call_each(driver, "encode", pixels.tolist())
     assert call_each(driver, "classify", own_codes) == expected.tolist()
     grid = np.stack(np.meshgrid(np.linspace(-6, 6, 50), np.linspace(-6, 6, 50)), axis=-1).reshape(-1, 2)
-    assert call_each(driver, "classify", grid.tolist()) == vae.gmm_predict(shipped_model[1], grid).tolist()
+    assert call_each(driver, "classify", grid.tolist()) == shipped_model[1].predict(grid).tolist()
 
 
 SHOWN_IMAGES = """
@@ -361,14 +361,13 @@ def test_a_drawn_digit_is_encoded_classified_and_marked(browser, digit, pointer,
 
 @pytest.mark.slow
 def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(browser, tmp_path):
-    """Layer sizes come from the state_dict and the image shape from the GMM: 3 hidden layers on 10x12 images."""
+    """Layer sizes come from the state_dict and the image shape from the images: 3 hidden layers on 10x12 images."""
     torch.manual_seed(0)
     model = vae.VAE(input_dim=120, hidden_dims=(40, 24, 16)).eval()
     torch.save(model.state_dict(), tmp_path / "vae.pth")
-    gmm = {"weights": np.array([0.5, 0.5]), "means": np.array([[-1.0, 0.0], [1.0, 0.5]]),
-           "covariances": np.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 2.0]]]),
-           "digits": np.array([3, 7]), "image_shape": np.array([10, 12])}
-    (tmp_path / "gmm.pkl").write_bytes(pickle_gmm(gmm, model))
+    gmm = vae.GMM(weights=np.array([0.5, 0.5]), means=np.array([[-1.0, 0.0], [1.0, 0.5]]),
+                  covariances=np.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 2.0]]]), digits=np.array([3, 7]))
+    (tmp_path / "gmm.pkl").write_bytes(pickle_gmm(gmm, (10, 12), model))
     images = np.random.default_rng(0).integers(0, 256, (30, 10, 12), dtype=np.uint8)
     np.savez(tmp_path / "train.npz", data=images)
     np.savez(tmp_path / "val.npz", data=images[:4], labels=np.array([3, 3, 7, 7]))
@@ -381,7 +380,7 @@ def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(browser, tmp_pa
         expected = model.decode(torch.from_numpy(codes.astype(np.float32))).numpy()
     decoded = np.array(call_each(driver, "decode", codes.astype(np.float32).tolist()))
     assert np.abs(decoded - expected).max() < 1e-4
-    assert call_each(driver, "classify", codes.tolist()) == vae.gmm_predict(gmm, codes).tolist()
+    assert call_each(driver, "classify", codes.tolist()) == gmm.predict(codes).tolist()
     draw(driver, driver.find_element("id", "pad"), [[(0, -60), (0, 60)]], "mouse")
     drawn = after_a_frame(driver, PAD_RESULT)
     assert drawn["code"] and drawn["digit"] in ("3", "7")

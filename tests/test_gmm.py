@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from itertools import permutations
 
 import numpy as np
@@ -22,11 +24,17 @@ def sample_mixture(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return points, components
 
 
-def rough_start(points: np.ndarray, seed: int = 1):
+def rough_start(points: np.ndarray, seed: int = 1, digits: tuple[int, ...] = (0, 1, 2)) -> vae.GMM:
+    """Equal weights, the true means moved at random, and every covariance the points' own."""
     rng = np.random.default_rng(seed)
     means = TRUE_MEANS + rng.normal(scale=1.0, size=TRUE_MEANS.shape)
     covariances = np.repeat(np.cov(points.T)[None], 3, axis=0)
-    return np.full(3, 1 / 3), means, covariances
+    return vae.GMM(np.full(3, 1 / 3), means, covariances, np.array(digits))
+
+
+def anchors_of(components: np.ndarray) -> np.ndarray:
+    """The first 5 points of each component: the labelled ones."""
+    return np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
 
 
 def test_log_joint_matches_the_closed_form():
@@ -35,68 +43,70 @@ def test_log_joint_matches_the_closed_form():
     covariances = np.array([[[2.0, 0.5], [0.5, 1.0]], [[1.0, -0.2], [-0.2, 0.5]]])
     expected = [[np.log(w) - 0.5 * ((x - m) @ np.linalg.inv(c) @ (x - m) + np.log(np.linalg.det(c))) - np.log(2 * np.pi)
                  for w, m, c in zip(weights, means, covariances)] for x in points]
-    assert np.allclose(vae.gmm_log_joint(points, weights, means, covariances), expected)
+    gmm = vae.GMM(weights, means, covariances, digits=np.array([4, 1]))
+    assert np.allclose(gmm.log_joint(points), expected)
+    assert gmm.predict(points).tolist() == [4 if row[0] > row[1] else 1 for row in expected]
 
 
 @pytest.mark.parametrize("semi_supervised", [False, True])
 def test_log_likelihood_never_decreases(semi_supervised):
     points, components = sample_mixture(600)
     labelled = dict(labelled_points=points[:9], labelled_components=components[:9]) if semi_supervised else {}
-    fit = vae.fit_gmm(points, *rough_start(points), tol=0, max_iter=60, **labelled)
-    trace = fit["log_likelihood_trace"]
-    assert len(trace) == 60
+    fit = vae.fit_gmm(points, rough_start(points), tol=0, max_iter=60, **labelled)
+    trace = fit.log_likelihood_trace
+    assert fit.n_iter == len(trace) == 60 and not fit.converged
     assert np.all(np.diff(trace) >= -1e-10)
     assert trace[-1] > trace[0] + 0.1
 
 
-def test_recovers_known_clusters():
+def test_recovers_known_clusters_and_keeps_the_starts_digits():
     points, components = sample_mixture(3000)
-    fit = vae.fit_gmm(points, *rough_start(points))
-    assert fit["converged"]
-    assert np.allclose(fit["means"], TRUE_MEANS, atol=0.15)
-    assert np.allclose(fit["covariances"], TRUE_COVARIANCES, atol=0.2)
-    assert np.allclose(fit["weights"], TRUE_WEIGHTS, atol=0.03)
-    fit["digits"] = np.array([1, 4, 8])
-    assert np.mean(vae.gmm_predict(fit, points) == fit["digits"][components]) > 0.97
+    digits = np.array([1, 4, 8])
+    fit = vae.fit_gmm(points, rough_start(points, digits=(1, 4, 8)))
+    assert fit.converged
+    assert np.allclose(fit.means, TRUE_MEANS, atol=0.15)
+    assert np.allclose(fit.covariances, TRUE_COVARIANCES, atol=0.2)
+    assert np.allclose(fit.weights, TRUE_WEIGHTS, atol=0.03)
+    assert np.mean(fit.predict(points) == digits[components]) > 0.97
 
 
 def test_agrees_with_sklearn_from_the_same_start():
     points, _ = sample_mixture(1500, seed=3)
-    weights, means, covariances = rough_start(points, seed=4)
-    ours = vae.fit_gmm(points, weights, means, covariances, tol=1e-10, max_iter=1000)
+    start = rough_start(points, seed=4)
+    ours = vae.fit_gmm(points, start, tol=1e-10, max_iter=1000)
     reference = GaussianMixture(
         3, covariance_type="full", tol=1e-10, max_iter=1000, reg_covar=vae.GMM_REG_COVAR,
-        weights_init=weights, means_init=means, precisions_init=np.linalg.inv(covariances),
+        weights_init=start.weights, means_init=start.means, precisions_init=np.linalg.inv(start.covariances),
     ).fit(points)
-    assert np.allclose(ours["means"], reference.means_, atol=1e-4)
-    assert np.allclose(ours["covariances"], reference.covariances_, atol=1e-4)
-    assert np.allclose(ours["weights"], reference.weights_, atol=1e-5)
-    assert np.isclose(ours["log_likelihood_trace"][-1], reference.score(points), atol=1e-6)
+    assert np.allclose(ours.means, reference.means_, atol=1e-4)
+    assert np.allclose(ours.covariances, reference.covariances_, atol=1e-4)
+    assert np.allclose(ours.weights, reference.weights_, atol=1e-5)
+    assert np.isclose(ours.log_likelihood_trace[-1], reference.score(points), atol=1e-6)
+
+
+def swapped_start(points: np.ndarray) -> vae.GMM:
+    """A rough start whose components 0 and 1 start on each other's cluster."""
+    start = rough_start(points)
+    return dataclasses.replace(start, means=start.means[[1, 0, 2]])
 
 
 def test_labelled_points_relabel_components_that_em_carried_off():
     points, components = sample_mixture(900)
-    weights, means, covariances = rough_start(points)
-    means[[0, 1]] = means[[1, 0]]  # components 0 and 1 start on each other's cluster
-    anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
-    fit = vae.fit_gmm(points, weights, means, covariances, points[anchors], components[anchors], labelled_weight=1)
-    fit["digits"] = np.arange(3)
-    assert np.mean(vae.gmm_predict(fit, points) == components) < 0.5  # 15 anchors of weight 1 do not hold EM
-    log_joint = vae.gmm_log_joint(points[anchors], fit["weights"], fit["means"], fit["covariances"])
-    order = vae.assign_components(log_joint, components[anchors])
+    anchors = anchors_of(components)
+    fit = vae.fit_gmm(points, swapped_start(points), points[anchors], components[anchors], labelled_weight=1)
+    assert np.mean(fit.predict(points) == components) < 0.5  # 15 anchors of weight 1 do not hold EM
+    order = vae.assign_components(fit.log_joint(points[anchors]), components[anchors])
     assert order.tolist() == [1, 0, 2]
-    fit["digits"][order] = np.arange(3)
-    assert np.mean(vae.gmm_predict(fit, points) == components) > 0.95
+    relabelled = np.empty(3, int)
+    relabelled[order] = np.arange(3)
+    assert np.mean(dataclasses.replace(fit, digits=relabelled).predict(points) == components) > 0.95
 
 
 def test_weighted_labelled_points_hold_their_components():
     points, components = sample_mixture(900)
-    weights, means, covariances = rough_start(points)
-    means[[0, 1]] = means[[1, 0]]
-    anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
-    fit = vae.fit_gmm(points, weights, means, covariances, points[anchors], components[anchors])
-    fit["digits"] = np.arange(3)
-    assert np.mean(vae.gmm_predict(fit, points) == components) > 0.95
+    anchors = anchors_of(components)
+    fit = vae.fit_gmm(points, swapped_start(points), points[anchors], components[anchors])
+    assert np.mean(fit.predict(points) == components) > 0.95
 
 
 def test_assignment_is_the_exact_optimum():
@@ -112,10 +122,10 @@ def test_assignment_is_the_exact_optimum():
 def test_digit_gmm_names_components_by_validation_digit():
     points, components = sample_mixture(900)
     digits = np.array([2, 6, 9])[components]
-    anchors = np.concatenate([np.flatnonzero(components == k)[:5] for k in range(3)])
+    anchors = anchors_of(components)
     gmm = vae.fit_digit_gmm(points, points[anchors], digits[anchors])
-    assert gmm["digits"].tolist() == [2, 6, 9]
-    assert np.mean(vae.gmm_predict(gmm, points) == digits) > 0.95
+    assert gmm.digits.tolist() == [2, 6, 9]
+    assert np.mean(gmm.predict(points) == digits) > 0.95
 
 
 def test_digit_gmm_tells_crossing_clusters_apart_through_the_labelled_points():
@@ -130,12 +140,26 @@ def test_digit_gmm_tells_crossing_clusters_apart_through_the_labelled_points():
     labelled = np.concatenate([np.stack([along, 0 * along], axis=1), np.stack([0 * along, along], axis=1),
                                rng.normal(9, 0.5, (5, 2))])
     gmm = vae.fit_digit_gmm(points, labelled, np.repeat([1, 4, 8], 5))
-    assert np.mean(vae.gmm_predict(gmm, points) == digits) > 0.9
+    assert np.mean(gmm.predict(points) == digits) > 0.9
 
 
 def test_no_iterations_give_back_the_start():
     points, _ = sample_mixture(100)
-    weights, means, covariances = rough_start(points)
-    fit = vae.fit_gmm(points, weights, means, covariances, max_iter=0)
-    assert (fit["n_iter"], fit["converged"], len(fit["log_likelihood_trace"])) == (0, False, 0)
-    assert fit["means"] is means and fit["covariances"] is covariances and fit["weights"] is weights
+    start = rough_start(points)
+    fit = vae.fit_gmm(points, start, max_iter=0)
+    assert (fit.n_iter, fit.converged) == (0, False)
+    for field in ("weights", "means", "covariances", "digits"):
+        assert np.array_equal(getattr(fit, field), getattr(start, field)), field
+
+
+def test_a_gmm_written_as_file_contents_reads_back_as_the_same_classifier():
+    points, _ = sample_mixture(300)
+    fit = vae.fit_gmm(points, rough_start(points, digits=(1, 4, 8)))
+    model = vae.VAE()
+    fingerprint = vae.state_fingerprint(model.state_dict())
+    contents = pickle.loads(pickle.dumps(vae.gmm_file_contents(fit, (28, 28), fingerprint)))
+    assert contents["n_iter"] == fit.n_iter and contents["image_shape"].tolist() == [28, 28]
+    read = vae.check_gmm(contents, "gmm_params.pkl", model, fingerprint)
+    for field in ("weights", "means", "covariances", "digits"):
+        assert np.array_equal(getattr(read, field), getattr(fit, field)), field
+    assert np.array_equal(read.predict(points), fit.predict(points))

@@ -69,7 +69,8 @@ def test_the_decoder_trained_last_sharpens_reconstructions_and_leaves_the_classi
     assert [entry["stage"] for entry in history] == stages_before + ["decoder"] * config.decoder_epochs
     for name, weights in before.state_dict().items():  # the encoder as it was, the decoder changed
         assert torch.equal(weights, after.state_dict()[name]) != name.startswith("decoder.")
-    assert all(np.array_equal(gmm_before[key], gmm_after[key]) for key in ("weights", "means", "covariances", "digits"))
+    for field in ("weights", "means", "covariances", "digits"):
+        assert np.array_equal(getattr(gmm_before, field), getattr(gmm_after, field)), field
     assert all(parameter.requires_grad for parameter in after.parameters())
     held_out = images_of(demo["test"]) / 255.0
     ssim_before, ssim_after = (skimage_ssim(held_out, vae.reconstruct(model, held_out.astype(np.float32))).mean()

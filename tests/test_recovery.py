@@ -11,7 +11,7 @@ import torch
 
 import vae
 from benchmark import split_course_file, validation_and_test
-from conftest import SHIPPED, images_of, labels_of
+from conftest import SHIPPED, images_of, labels_of, read_predictions
 from draw_validation import COURSE_FILE, read_course_file
 from score import classification_scores
 from stress import SHORT, VARIATIONS
@@ -38,8 +38,8 @@ def test_the_check_names_the_labelled_images_a_merged_mixture_gives_another_digi
     """A mixture whose "4" component spreads over the 8s too, and whose "8" component sits far off."""
     points, digits = clusters(CENTRES, 200)
     val_codes, val_labels = labelled(points, digits)
-    merged = {"weights": np.array([0.33, 0.66, 0.01]), "means": np.array([[-5.0, 0.0], [2.5, 0.0], [20.0, 20.0]]),
-              "covariances": np.array([np.eye(2) * 0.5, np.diag([6.0, 0.5]), np.eye(2) * 0.1]), "digits": DIGITS}
+    merged = vae.GMM(weights=np.array([0.33, 0.66, 0.01]), means=np.array([[-5.0, 0.0], [2.5, 0.0], [20.0, 20.0]]),
+                     covariances=np.array([np.eye(2) * 0.5, np.diag([6.0, 0.5]), np.eye(2) * 0.1]), digits=DIGITS)
     assert vae.wrong_labelled(merged, val_codes, val_labels).tolist() == [10, 11, 12, 13, 14]
     sound = vae.fit_digit_gmm(points, val_codes, val_labels)
     assert vae.wrong_labelled(sound, val_codes, val_labels).size == 0
@@ -57,10 +57,9 @@ def test_the_remedy_keeps_the_start_under_which_the_labelled_images_are_likelies
     points, digits = clusters(CENTRES, 200, seed=3)
     val_codes, val_labels = labelled(points, digits)
     fits = [vae.fit_digit_gmm(points, val_codes, val_labels, start=start) for start in range(5)]
-    scores = [vae.gmm_log_joint(val_codes, fit["weights"], fit["means"], fit["covariances"]).max(axis=1).sum()
-              for fit in fits]
+    scores = [fit.log_joint(val_codes).max(axis=1).sum() for fit in fits]
     remedy = vae.refit_from_labelled_images(points, val_codes, val_labels)
-    assert np.array_equal(remedy["means"], fits[int(np.argmax(scores))]["means"])
+    assert np.array_equal(remedy.means, fits[int(np.argmax(scores))].means)
 
 
 # a short training whose codes put most labelled 4s with the 8s at seed 1, but not at seed 1001
@@ -75,10 +74,8 @@ def test_a_training_whose_codes_merge_starts_again_from_a_derived_seed_and_says_
     checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
     assert [check["seed"] for check in checks] == [1, 1001, 1001]
     assert checks[0]["wrong"] and not checks[-1]["wrong"]
-    with np.load(demo["val"]) as validation:
-        cli(demo["val"], "test_classifier", "vae.pth", "gmm_params.pkl")
-        predicted = np.loadtxt(tmp_path / "vae.csv", skiprows=1, dtype=int)
-        assert np.array_equal(predicted, validation["labels"])
+    cli(demo["val"], "test_classifier", "vae.pth", "gmm_params.pkl")
+    assert np.array_equal(read_predictions(tmp_path), labels_of(demo["val"]))
 
 
 def test_without_restarts_the_merge_is_kept_and_named_in_a_closing_warning(demo, tmp_path, cli):
@@ -123,5 +120,5 @@ def test_the_stress_runs_collapse_recovers_on_the_development_split():
     assert [check["seed"] for check in fit.checks][-1] == 1001
     val_codes = vae.latent_codes(fit.model, pixels[validation])
     assert not vae.merged_digits(fit.gmm, val_codes, labels[validation])
-    predicted = vae.gmm_predict(fit.gmm, vae.latent_codes(fit.model, pixels[test]))
+    predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))
     assert classification_scores(labels[test], predicted)["F1avg"] > 0.98

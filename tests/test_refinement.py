@@ -17,16 +17,16 @@ import vae
 from conftest import images_of, labels_of
 
 
-def random_gmm(rng: np.random.Generator, k: int = 3, d: int = 2) -> dict:
+def random_gmm(rng: np.random.Generator, k: int = 3, d: int = 2) -> vae.GMM:
     factors = rng.normal(size=(k, d, d))
-    return {"weights": rng.dirichlet(np.ones(k)), "means": rng.normal(scale=3, size=(k, d)),
-            "covariances": factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(d)}
+    return vae.GMM(weights=rng.dirichlet(np.ones(k)), means=rng.normal(scale=3, size=(k, d)),
+                   covariances=factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(d), digits=np.arange(k))
 
 
 def test_log_responsibilities_are_the_numpy_gmm_posterior():
     rng = np.random.default_rng(0)
     gmm, points = random_gmm(rng), rng.normal(scale=4, size=(50, 2))
-    log_joint = vae.gmm_log_joint(points, gmm["weights"], gmm["means"], gmm["covariances"])
+    log_joint = gmm.log_joint(points)
     expected = log_joint - logsumexp(log_joint, axis=1)[:, None]
     ours = vae.gmm_log_responsibilities(torch.from_numpy(points), gmm).numpy()
     assert np.allclose(ours, expected, atol=1e-8)
@@ -169,7 +169,7 @@ class Pretrained(NamedTuple):
     pixels: np.ndarray
     config: vae.TrainConfig
     model: vae.VAE
-    gmm: dict
+    gmm: vae.GMM
     neighbours: torch.Tensor  # each training image's nearest images
     targets: torch.Tensor  # each training image's propagated component
 

@@ -219,7 +219,7 @@ def covariances_with(component: int, matrix: list[list[float]]) -> np.ndarray:
 
 
 BROKEN_GMM_FIELDS = {  # case: (field, broken value or MISSING, what the message must say)
-    **{f"no {key}": (key, "MISSING", f"(no {key})") for key in vae.GMM_KEYS},
+    **{f"no {key}": (key, "MISSING", f"(no {key})") for key in vae.GMM_FILE_KEYS},
     "weights of the wrong shape": ("weights", np.full(2, 0.5), "'weights' must be real numbers of shape (3,)"),
     "means of the wrong shape": ("means", np.zeros((3, 5)), "'means' must be real numbers of shape (3, 2)"),
     "covariances of the wrong shape": ("covariances", np.stack([np.eye(3)] * 3), "of shape (3, 2, 2)"),

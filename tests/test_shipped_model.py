@@ -23,7 +23,7 @@ def test_the_shipped_gmm_belongs_to_the_shipped_weights_loaded_the_course_way():
     model = vae.VAE()
     model.load_state_dict(torch.load(SHIPPED / "vae.pth"))
     gmm = vae.load_gmm(SHIPPED / "gmm_params.pkl", model, vae.state_fingerprint(model.state_dict()))
-    assert sorted(gmm["digits"]) == [1, 4, 8]
+    assert sorted(gmm.digits) == [1, 4, 8]
 
 
 @pytest.mark.slow
