@@ -66,7 +66,7 @@ $(COURSE_FILE):
 	$(error $(COURSE_FILE) not found: put the course's mnist_1_4_8_train.npz in data/, or give its path: make COURSE_FILE=path/to/it)
 
 models/val.npz: $(COURSE_FILE) $(VENV)/.installed  # the shipped model's validation draw: course data, never committed
-	$(PYTHON) scripts/draw_validation.py $(COURSE_FILE) models/val.npz
+	$(PYTHON) scripts/course_data.py $(COURSE_FILE) models/val.npz
 
 demo/train.npz demo/val.npz: $(VENV)/.installed
 	$(PYTHON) scripts/make_demo_data.py demo

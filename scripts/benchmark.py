@@ -27,31 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from draw_validation import COURSE_FILE, draw_validation, read_course_file
+from course_data import (
+    ROOT,
+    SPLIT_SEED,
+    add_course_file_argument,
+    read_course_file,
+    split_course_file,
+    validation_and_test,
+)
 from grader import grader_commands, run_vae
 from score import classification_scores, print_table, read_predictions, read_reconstructions, reconstruction_scores
 
-ROOT = Path(__file__).resolve().parent.parent
-SPLIT_SEED = 2024
 QUICK_TRAINING = ["--epochs", "20", "--refine-steps", "250", "--decoder-epochs", "5"]
-
-
-def split_course_file(labels: np.ndarray, train_fraction: float = 0.8, seed: int = SPLIT_SEED):
-    """Indices of the development training part and of the held-out part, stratified by digit."""
-    rng = np.random.default_rng(seed)
-    train, held_out = [], []
-    for digit in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        cut = int(train_fraction * len(members))
-        train.append(members[:cut])
-        held_out.append(members[cut:])
-    return rng.permutation(np.concatenate(train)), np.concatenate(held_out)
-
-
-def validation_and_test(labels: np.ndarray, held_out: np.ndarray, draw: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validation draw number `draw` (5 images per digit from the held-out part) and the held-out rest."""
-    validation = draw_validation(labels, np.random.default_rng(1000 + draw), among=held_out)
-    return validation, np.setdiff1d(held_out, validation)
 
 
 def run_pair(vae_py: Path, seed: int, draw: int, folder: Path, data: dict, train_flags: list[str]) -> dict:
@@ -76,25 +63,38 @@ def run_pair(vae_py: Path, seed: int, draw: int, folder: Path, data: dict, train
     }
 
 
-def seed_rows(results: dict[int, list[dict]]) -> list[list[str]]:
-    """Per seed: F1avg mean and worst over its draws, and the means of the rest; then the mean and worst seed."""
-    rows, summaries = [], []
+COLUMNS = {  # each column of a table: how it is printed, and which of two values is the worse
+    "F1avg mean": ("{:.4f}", min),
+    "F1avg worst": ("{:.4f}", min),
+    "1-MSE": ("{:.4f}", min),
+    "SSIM": ("{:.4f}", min),
+    "train s": ("{:.1f}", max),
+    "recon s": ("{:.2f}", max),
+    "classify s": ("{:.2f}", max),
+    "peak MB": ("{:.0f}", max),
+}
+
+
+def seed_summaries(results: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
+    """Per seed: F1avg's mean and worst over its draws, and the means of the rest; then "mean", the mean over
+    seeds, and "worst", the worst seed's."""
+    summaries = {}
     for seed, pairs in results.items():
-        summary = {"F1avg mean": np.mean([p["F1avg"] for p in pairs]), "F1avg worst": min(p["F1avg"] for p in pairs)}
-        summary |= {key: np.mean([p[key] for p in pairs]) for key in pairs[0] if key != "F1avg"}
-        summaries.append(summary)
-        rows.append([str(seed), *format_row(summary)])
-    mean = {key: np.mean([s[key] for s in summaries]) for key in summaries[0]}
-    worst = {key: (max if key.endswith((" s", "MB")) else min)(s[key] for s in summaries) for key in summaries[0]}
-    return [*rows, ["mean", *format_row(mean)], ["worst", *format_row(worst)]]
+        f1 = [pair["F1avg"] for pair in pairs]
+        summary = {"F1avg mean": float(np.mean(f1)), "F1avg worst": min(f1)}
+        summaries[str(seed)] = summary | {column: float(np.mean([pair[column] for pair in pairs]))
+                                          for column in COLUMNS if column not in summary}
+    per_seed = list(summaries.values())
+    summaries["mean"] = {column: float(np.mean([summary[column] for summary in per_seed])) for column in COLUMNS}
+    summaries["worst"] = {column: worse(summary[column] for summary in per_seed)
+                          for column, (_, worse) in COLUMNS.items()}
+    return summaries
 
 
-def format_row(summary: dict) -> list[str]:
-    formats = {"train s": "{:.1f}", "recon s": "{:.2f}", "classify s": "{:.2f}", "peak MB": "{:.0f}"}
-    return [formats.get(key, "{:.4f}").format(value) for key, value in summary.items()]
-
-
-HEADER = ["seed", "F1avg mean", "F1avg worst", "1-MSE", "SSIM", "train s", "recon s", "classify s", "peak MB"]
+def print_summaries(summaries: dict[str, dict[str, float]]) -> None:
+    rows = [[name, *(COLUMNS[column][0].format(summary[column]) for column in COLUMNS)]
+            for name, summary in summaries.items()]
+    print_table(["seed", *COLUMNS], rows)
 
 
 FIGURE_IMAGES = 12
@@ -129,8 +129,7 @@ def main() -> None:
                         help=f"the seed of the split into training and held-out parts (default {SPLIT_SEED})")
     parser.add_argument("--quick", action="store_true",
                         help="a check that it runs: 2,000 images, a short training, seed 0, 1 draw")
-    parser.add_argument("--data", type=Path, default=COURSE_FILE,
-                        help="the course training file (default: $COURSE_FILE, else data/mnist_1_4_8_train.npz)")
+    add_course_file_argument(parser)
     parser.add_argument("--figure", type=Path, help="draw the first seed and draw's reconstructions of "
                         f"{FIGURE_IMAGES} held-out digits, by each vae.py, into this PNG")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
@@ -166,14 +165,13 @@ def main() -> None:
     if args.figure:
         draw_figure(shown, f"Held-out digits reconstructed by each vae.py (training seed {seeds[0]}); "
                     "SSIM over all the held-out test digits", args.figure)
-    tables = {name: seed_rows(per_seed) for name, per_seed in results.items()}
-    for name, rows in tables.items():
+    summaries = {name: seed_summaries(per_seed) for name, per_seed in results.items()}
+    for name, per_seed in summaries.items():
         print(f"\n{name}\n")
-        print_table(HEADER, rows)
+        print_summaries(per_seed)
     if args.baseline:
-        (ours, theirs) = (tables[name][-2] for name in variants)  # the "mean" rows
-        ratio = float(ours[HEADER.index("train s")]) / float(theirs[HEADER.index("train s")])
-        print(f"\ntraining time, vae.py / baseline {args.baseline}: {ratio:.2f}x")
+        ours, theirs = (summaries[name]["mean"]["train s"] for name in variants)
+        print(f"\ntraining time, vae.py / baseline {args.baseline}: {ours / theirs:.2f}x")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark import split_course_file, validation_and_test
-from draw_validation import COURSE_FILE, read_course_file
+from course_data import add_course_file_argument, read_course_file, split_course_file, validation_and_test
 from score import classification_scores, print_table, reconstruction_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,8 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--draws", type=int, default=5, help="validation draws per seed (default 5)")
-    parser.add_argument("--data", type=Path, default=COURSE_FILE,
-                        help="the course training file (default: $COURSE_FILE, else data/mnist_1_4_8_train.npz)")
+    add_course_file_argument(parser)
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
     train, held_out = split_course_file(labels)

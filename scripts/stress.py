@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark import split_course_file, validation_and_test
-from draw_validation import COURSE_FILE, read_course_file
+from course_data import add_course_file_argument, read_course_file, split_course_file, validation_and_test
 from score import classification_scores, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,8 +51,7 @@ def main() -> None:
                         help="which variations (default all)")
     parser.add_argument("--restarts", type=int, default=vae.DEFAULTS.restarts,
                         help=f"vae.py's --restarts (default {vae.DEFAULTS.restarts}; 0: no recovery)")
-    parser.add_argument("--data", type=Path, default=COURSE_FILE,
-                        help="the course training file (default: $COURSE_FILE, else data/mnist_1_4_8_train.npz)")
+    add_course_file_argument(parser)
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
     train, held_out = split_course_file(labels)

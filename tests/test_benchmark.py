@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from benchmark import SPLIT_SEED, split_course_file
+from benchmark import COLUMNS, seed_summaries
 from conftest import ROOT
-from draw_validation import COURSE_FILE, read_course_file
+from course_data import COURSE_FILE, SPLIT_SEED, read_course_file, split_course_file
 from score import reconstruction_scores
 
 
@@ -39,3 +39,20 @@ def test_each_split_holds_out_a_fifth_of_every_digit_and_another_split_other_ima
         assert [np.sum(labels[held_out] == digit) for digit in (1, 4, 8)] == [10, 6, 4]
     assert (splits[0][1] == splits[1][1]).all()
     assert set(splits[0][1]) != set(splits[2][1])
+
+
+def pair(f1: float, ssim: float, seconds: float) -> dict[str, float]:
+    """One (seed, draw) pair's scores and costs, as run_pair returns them."""
+    return {"F1avg": f1, "1-MSE": 0.97, "SSIM": ssim, "train s": seconds, "recon s": 1.0, "classify s": 1.0,
+            "peak MB": 500.0}
+
+
+def test_summaries_take_each_seeds_draws_then_the_mean_and_the_worst_seed_by_each_columns_own_sense():
+    summaries = seed_summaries({0: [pair(0.99, 0.72, 60), pair(0.98, 0.74, 80)], 3: [pair(0.995, 0.70, 90)]})
+    assert list(summaries) == ["0", "3", "mean", "worst"]
+    assert all(list(summary) == list(COLUMNS) for summary in summaries.values())
+    assert summaries["0"]["F1avg mean"] == pytest.approx(0.985) and summaries["0"]["F1avg worst"] == 0.98
+    assert summaries["0"]["SSIM"] == pytest.approx(0.73) and summaries["0"]["train s"] == 70
+    assert summaries["mean"]["F1avg mean"] == pytest.approx(0.99) and summaries["mean"]["train s"] == 80
+    worst = summaries["worst"]
+    assert (worst["F1avg mean"], worst["F1avg worst"], worst["SSIM"], worst["train s"]) == (0.985, 0.98, 0.70, 90)

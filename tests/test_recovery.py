@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import vae
-from benchmark import split_course_file, validation_and_test
 from conftest import SHIPPED, images_of, labels_of, read_predictions
-from draw_validation import COURSE_FILE, read_course_file
+from course_data import COURSE_FILE, read_course_file, split_course_file, validation_and_test
 from score import classification_scores
 from stress import SHORT, VARIATIONS
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from course_data import DEFAULT_COURSE_FILE
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 MISSING = "no/such/mnist_1_4_8_train.npz"
@@ -70,3 +71,10 @@ def test_report_and_explorer_use_the_course_file_where_it_is(tmp_path):
     dry_run = run("make", "--dry-run", "explorer", f"COURSE_FILE={course_file}", "VAL_FILE=models/README.md")
     assert dry_run.returncode == 0, dry_run.stderr
     assert f"explorer.py {course_file} models/README.md" in dry_run.stdout and "demo" not in dry_run.stdout
+
+
+def test_make_and_the_tools_look_for_the_course_file_in_the_same_place():
+    unset = {name: value for name, value in os.environ.items() if name not in (*MAKE_VARIABLES, "COURSE_FILE")}
+    shown = subprocess.run(["make", "--no-print-directory", "--eval", "print-course-file: ; @echo $(COURSE_FILE)",
+                            "print-course-file"], cwd=ROOT, capture_output=True, text=True, env=unset)
+    assert shown.stdout.strip() == str(DEFAULT_COURSE_FILE.relative_to(ROOT))

@@ -13,7 +13,7 @@ import torch
 
 import vae
 from conftest import ROOT, SHIPPED, read_predictions, run_vae
-from draw_validation import COURSE_FILE
+from course_data import COURSE_FILE
 
 SHIPPED_TORCH = json.loads((SHIPPED / "vae_history.json").read_text()).get("torch")
 
@@ -33,7 +33,7 @@ def test_the_shipped_gmm_belongs_to_the_shipped_weights_loaded_the_course_way():
 def test_make_model_reproduces_the_shipped_files(demo, tmp_path):
     """The recipe of `make model`, into a scratch folder: the shipped vae.pth byte for byte, and the same GMM
     but for the last digits of its floats."""
-    subprocess.run([sys.executable, ROOT / "scripts" / "draw_validation.py", COURSE_FILE, tmp_path / "val.npz"],
+    subprocess.run([sys.executable, ROOT / "scripts" / "course_data.py", COURSE_FILE, tmp_path / "val.npz"],
                    check=True, capture_output=True)
     run_vae(COURSE_FILE, tmp_path / "val.npz", "train", "vae.pth", "gmm_params.pkl", "--quiet", cwd=tmp_path)
     assert (tmp_path / "vae.pth").read_bytes() == (SHIPPED / "vae.pth").read_bytes()
