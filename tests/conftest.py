@@ -23,11 +23,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import grader  # noqa: E402
 import vae  # noqa: E402
 from make_demo_data import make_demo_files  # noqa: E402
-from score import read_predictions  # noqa: E402, F401  (the tests read vae.csv as the tools do)
+from score import read_predictions, read_reconstructions  # noqa: E402, F401  (the tests read outputs as the tools do)
 
 
-def run_vae(*args, cwd: Path, expect: int | None = 0, python: Path | str = sys.executable) -> grader.Run:
-    """Run vae.py in a subprocess as the grader does; check the exit code unless `expect` is None."""
+def run_checked(*args, cwd: Path, expect: int | None = 0, python: Path | str = sys.executable) -> grader.Run:
+    """This repository's vae.py run by grader.run_vae, in a subprocess as the grader runs it; its exit code checked
+    unless `expect` is None."""
     result = grader.run_vae(VAE_PY, *args, cwd=cwd, python=python)
     if expect is not None:
         assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -78,7 +79,7 @@ def demo(tmp_path_factory) -> dict[str, Path]:
 def trained(demo, tmp_path_factory) -> Path:
     """A folder holding vae.pth and gmm_params.pkl from the grader's exact train command (about a minute)."""
     folder = tmp_path_factory.mktemp("trained")
-    run_vae(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", cwd=folder)
+    run_checked(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", cwd=folder)
     return folder
 
 

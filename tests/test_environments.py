@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHIPPED, labels_of, read_predictions, run_vae, short_training
+import vae
+from conftest import ROOT, SHIPPED, labels_of, read_predictions, read_reconstructions, run_checked, short_training
 from grader import grader_commands
 from score import classification_scores
 
@@ -40,9 +41,8 @@ def shipped_outputs(python, demo, folder: Path) -> tuple[bytes, np.ndarray]:
     commands = grader_commands(demo["train"], demo["val"], demo["test"], demo["test"],
                                SHIPPED / "vae.pth", SHIPPED / "gmm_params.pkl")
     for mode in ("test_classifier", "test_reconstruction"):
-        run_vae(*commands[mode], cwd=folder, python=python)
-    with np.load(folder / "vae_reconstructed.npz") as archive:
-        return (folder / "vae.csv").read_bytes(), archive["data"]
+        run_checked(*commands[mode], cwd=folder, python=python)
+    return (folder / vae.PREDICTIONS_FILE).read_bytes(), read_reconstructions(folder)
 
 
 # A shorter training than the defaults' (every stage runs, the refinement's steps do not shrink with the data):
@@ -53,8 +53,8 @@ SHORTER = short_training(epochs=10, refine_steps=100, restarts=None)
 def demo_f1(python, demo, folder: Path, seed: int) -> float:
     folder.mkdir()
     commands = grader_commands(demo["train"], demo["val"], demo["test"], demo["test"])
-    run_vae(*commands["train"], "--seed", seed, "--quiet", *SHORTER, cwd=folder, python=python)
-    run_vae(*commands["test_classifier"], cwd=folder, python=python)
+    run_checked(*commands["train"], "--seed", seed, "--quiet", *SHORTER, cwd=folder, python=python)
+    run_checked(*commands["test_classifier"], cwd=folder, python=python)
     return classification_scores(labels_of(demo["test"]), read_predictions(folder))["F1avg"]
 
 

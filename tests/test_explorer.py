@@ -264,16 +264,23 @@ def shown_images(driver, selector: str, decoded_of: str | None = None) -> list[d
     return driver.execute_script(SHOWN_IMAGES, selector, decoded_of)
 
 
-@pytest.mark.slow
-def test_the_point_under_the_cursor_is_decoded_and_classified_live(browser):
+def point_at_scatter(driver, offset: tuple[int, int], click: bool = False) -> str:
+    """Move the pointer to `offset` from the scatter's centre, and click there if `click`; after the page's next
+    frame, the code it shows under the pointer."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    driver = browser.show(browser.shipped_page)
     scatter = driver.find_element("id", "scatter")
+    pointer = ActionChains(driver, duration=10).move_to_element_with_offset(scatter, *offset)
+    (pointer.click() if click else pointer).perform()
+    return after_a_frame(driver, "return document.getElementById('hover-digit').dataset.code;")
+
+
+@pytest.mark.slow
+def test_the_point_under_the_cursor_is_decoded_and_classified_live(browser):
+    driver = browser.show(browser.shipped_page)
     codes = []
     for offset in [(-120, 60), (90, -110)]:
-        ActionChains(driver, duration=10).move_to_element_with_offset(scatter, *offset).perform()
-        after_a_frame(driver, "return null;")
+        point_at_scatter(driver, offset)
         (hover,) = shown_images(driver, "#hover-image", "hover-digit")
         assert hover["difference"] == 0
         digit = driver.find_element("id", "hover-digit").text
@@ -287,14 +294,8 @@ def test_the_point_under_the_cursor_is_decoded_and_classified_live(browser):
 
 @pytest.mark.slow
 def test_two_clicks_give_the_straight_walk_between_them_decoded(browser):
-    from selenium.webdriver.common.action_chains import ActionChains
-
     driver = browser.show(browser.shipped_page)
-    scatter = driver.find_element("id", "scatter")
-    clicked = []
-    for offset in [(-150, 120), (140, -130)]:
-        ActionChains(driver, duration=10).move_to_element_with_offset(scatter, *offset).click().perform()
-        clicked.append(after_a_frame(driver, "return document.getElementById('hover-digit').dataset.code;"))
+    clicked = [point_at_scatter(driver, offset, click=True) for offset in [(-150, 120), (140, -130)]]
     walk = shown_images(driver, "#walk canvas")
     assert len(walk) == 10 and all(image["difference"] == 0 for image in walk)
     codes = np.array([image["code"] for image in walk])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import SHIPPED, VAE_PY, run_vae
+from conftest import SHIPPED, VAE_PY, run_checked
 from submission import disallowed_imports
 
 # Each route ends with `vae` bound to something holding the VAE class; then the shipped weights load strictly.
@@ -53,7 +53,7 @@ def test_the_vae_class_loads_the_shipped_model_by_every_route(route, tmp_path):
 
 @pytest.mark.environment
 def test_running_vae_py_itself_loads_the_shipped_model(demo, tmp_path):
-    result = run_vae(demo["recon"], "test_reconstruction", SHIPPED / "vae.pth", cwd=tmp_path)
+    result = run_checked(demo["recon"], "test_reconstruction", SHIPPED / "vae.pth", cwd=tmp_path)
     assert "10 reconstructions" in result.stdout
 
 

@@ -101,12 +101,15 @@ def test_jittered_views_turn_scale_and_shift_a_digit_within_their_bounds():
     assert np.abs([orientation(view) for view in half_strength]).max() < 5.5
 
 
-def test_the_views_strength_is_taken_from_0_to_5():
-    for strength in (0.0, 5.0):
-        assert vae.TrainConfig(refine_jitter=strength).refine_jitter == strength
-    for strength in (-1e-9, 5 + 1e-9, math.nan, math.inf):
-        with pytest.raises(vae.InputError, match="between 0 and 5"):
-            vae.TrainConfig(refine_jitter=strength)
+@pytest.mark.parametrize("strength", [0.0, 5.0])
+def test_a_views_strength_from_0_to_5_is_taken(strength):
+    assert vae.TrainConfig(refine_jitter=strength).refine_jitter == strength
+
+
+@pytest.mark.parametrize("strength", [-1e-9, 5 + 1e-9, math.nan, math.inf])
+def test_a_views_strength_outside_0_to_5_is_refused(strength):
+    with pytest.raises(vae.InputError, match="between 0 and 5"):
+        vae.TrainConfig(refine_jitter=strength)
 
 
 def test_jittered_views_of_oblong_images_turn_by_the_same_angles():

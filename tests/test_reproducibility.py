@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vae
-from conftest import images_of, labels_of, run_vae, short_training
+from conftest import images_of, labels_of, run_checked, short_training
 
 SHORT = short_training(epochs=3, refine_steps=60, decoder_epochs=2, restarts=None)  # a few steps a stage
 
@@ -19,11 +19,11 @@ def test_training_twice_gives_identical_files(demo, tmp_path):
     for run in ("first", "second"):
         folder = tmp_path / run
         folder.mkdir()
-        run_vae(tmp_path / "train.npz", demo["val"], "train", "vae.pth", "gmm_params.pkl", *SHORT, cwd=folder)
-        run_vae(demo["test"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=folder)
-        run_vae(demo["recon"], "test_reconstruction", "vae.pth", cwd=folder)
+        run_checked(tmp_path / "train.npz", demo["val"], "train", "vae.pth", "gmm_params.pkl", *SHORT, cwd=folder)
+        run_checked(demo["test"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=folder)
+        run_checked(demo["recon"], "test_reconstruction", "vae.pth", cwd=folder)
         outputs.append({name: (folder / name).read_bytes()
-                        for name in ("vae.pth", "gmm_params.pkl", "vae.csv", "vae_reconstructed.npz")})
+                        for name in ("vae.pth", "gmm_params.pkl", vae.PREDICTIONS_FILE, vae.RECONSTRUCTION_FILE)})
     assert outputs[0] == outputs[1]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -23,10 +24,10 @@ from conftest import (
     images_of,
     labels_of,
     read_predictions,
-    run_vae,
+    read_reconstructions,
+    run_checked,
     short_training,
 )
-from grader import run_vae as run_measured
 
 # --- Inputs people have: accepted --------------------------------------------------------------
 
@@ -39,8 +40,7 @@ def test_reconstruction_comes_back_in_the_input_layout(demo, shipped, cli, layou
     np.savez(shipped / "in.npz", arr_0=shaped)  # a single array under another key
     result = cli("in.npz", "test_reconstruction", "vae.pth")
     assert f"{1 if layout == 'H,W' else len(images)} reconstructions" in result.stdout
-    with np.load(shipped / "vae_reconstructed.npz") as archive:
-        reconstructed = archive["data"]
+    reconstructed = read_reconstructions(shipped)
     assert reconstructed.shape == shaped.shape and reconstructed.dtype == np.float32
     cli("in.npz", "test_classifier", "vae.pth", "gmm_params.pkl")
     assert len(read_predictions(shipped)) == (1 if layout == "H,W" else len(images))
@@ -75,17 +75,16 @@ def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
         small = images_of(files[name]).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).round().reshape(-1, 196)
         np.savez(tmp_path / f"{name}.npz", data=small.astype(np.uint8), labels=labels_of(files[name]))
     shorter = short_training(epochs=vae.DEFAULTS.epochs, refine_steps=100, restarts=None)  # 0.83; defaults: 2x
-    run_vae("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", *shorter, cwd=tmp_path)
-    run_vae("test.npz", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
+    run_checked("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", *shorter, cwd=tmp_path)
+    run_checked("test.npz", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
     assert set(read_predictions(tmp_path)) <= {0, 2, 4, 6, 8}
     assert np.mean(read_predictions(tmp_path) == truth) > 0.5  # five digits in 2-D from ~2,000 images; chance 0.2
     with open(tmp_path / "gmm.pkl", "rb") as handle:
         gmm = pickle.load(handle)
     assert gmm["image_shape"].tolist() == [14, 14] and sorted(gmm["digits"]) == [0, 2, 4, 6, 8]
-    run_vae("test.npz", "test_reconstruction", "vae.pth", cwd=tmp_path)
-    with np.load(tmp_path / "vae_reconstructed.npz") as archive:
-        assert archive["data"].shape == (len(truth), 196)
+    run_checked("test.npz", "test_reconstruction", "vae.pth", cwd=tmp_path)
+    assert read_reconstructions(tmp_path).shape == (len(truth), 196)
 
 
 def test_train_never_reads_the_training_labels(demo, tmp_path, cli):
@@ -100,47 +99,55 @@ def test_train_never_reads_the_training_labels(demo, tmp_path, cli):
 # --- What gets a clear error -------------------------------------------------------------------
 
 
-def write_bad_inputs(folder, demo) -> dict[str, tuple[str, str]]:
-    """name -> (file, fragment of the expected message)."""
-    images = images_of(demo["recon"])
-    (folder / "text.npz").write_text("just text")
-    (folder / "corrupt.npz").write_bytes(demo["recon"].read_bytes()[:300])
-    np.save(folder / "plain.npy", images)
-    np.savez(folder / "two_arrays.npz", images=images, more=images)
-    np.savez(folder / "five_d.npz", data=images[:, None, None])
-    np.savez(folder / "small.npz", data=images[:, ::2, ::2])
-    np.savez(folder / "narrow.npz", data=images[:, :, :1])
-    np.savez(folder / "nan.npz", data=np.where(images > 100, np.nan, 0.5))
-    np.savez(folder / "negative.npz", data=images.astype(float) - 10)
-    np.savez(folder / "big.npz", data=images.astype(float) * 2)
-    np.savez(folder / "strings.npz", data=np.array([["a", "b"], ["c", "d"]]))
-    np.savez(folder / "empty.npz", data=np.zeros((0, 28, 28), np.uint8))
-    (folder / "images.csv").write_text(",".join(["0"] * 784) + "\n")
-    np.savez(folder / "not_square.npz", data=np.zeros((3, 700), np.uint8))
-    return {
-        "missing": ("nowhere.npz", "no such file"),
-        "text": ("text.npz", "not an .npz archive"),
-        "corrupt": ("corrupt.npz", "corrupt"),
-        "npy": ("plain.npy", "not an .npz archive"),
-        "two_arrays": ("two_arrays.npz", "no image array"),
-        "five_d": ("five_d.npz", "not understood"),
-        "small": ("small.npz", "trained on 28x28 images"),
-        "narrow": ("narrow.npz", "28x1 pixels, but the model was trained on 28x28 images"),
-        "nan": ("nan.npz", "NaN"),
-        "negative": ("negative.npz", "[0, 255]"),
-        "big": ("big.npz", "[0, 255]"),
-        "strings": ("strings.npz", "numbers"),
-        "empty": ("empty.npz", "empty"),
-        "csv": ("images.csv", "not an .npz archive"),
-        "not_square": ("not_square.npz", "3x700 pixels"),
-    }
+def npz(**arrays: np.ndarray) -> bytes:
+    """The bytes of an .npz holding `arrays`, as numpy.savez writes it."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
-def test_bad_image_files_get_a_one_line_error(demo, shipped, cli):
-    for name, (path, fragment) in write_bad_inputs(shipped, demo).items():
-        for mode_args in (["test_reconstruction", "vae.pth"], ["test_classifier", "vae.pth", "gmm_params.pkl"]):
-            assert_clean_error(cli(path, *mode_args, expect=None), 2, fragment)
-        assert not (shipped / "vae.csv").exists() and not (shipped / "vae_reconstructed.npz").exists(), name
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def damaged(archive: bytes) -> bytes:
+    """A zip archive whose directory is sound but whose member's bytes no longer match their checksum."""
+    middle = len(archive) // 2
+    return archive[:middle] + bytes(byte ^ 0xFF for byte in archive[middle:middle + 64]) + archive[middle + 64:]
+
+
+IMAGES = np.random.default_rng(0).integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
+BAD_IMAGE_FILES = {  # case: (the file's name, its bytes or None for no file, what the message must say)
+    "no file": ("images.npz", None, "no such file"),
+    "text": ("images.npz", b"just text", "not an .npz archive"),
+    "a truncated archive": ("images.npz", npz(data=IMAGES)[:300], "not an .npz archive"),
+    "a damaged archive": ("images.npz", damaged(npz(data=IMAGES)), "corrupt or unreadable .npz file"),
+    "an .npy file": ("images.npy", npy(IMAGES), "not an .npz archive"),
+    "a .csv file": ("images.csv", (",".join(["0"] * 784) + "\n").encode(), "not an .npz archive"),
+    "two arrays, neither named data": ("images.npz", npz(images=IMAGES, more=IMAGES), "no image array"),
+    "five dimensions": ("images.npz", npz(data=IMAGES[:, None, None]), "not understood"),
+    "smaller images": ("images.npz", npz(data=IMAGES[:, ::2, ::2]), "14x14 pixels, but the model was trained on 28x28"),
+    "one pixel wide": ("images.npz", npz(data=IMAGES[:, :, :1]), "28x1 pixels, but the model was trained on 28x28"),
+    "flat rows not square": ("images.npz", npz(data=np.zeros((3, 700), np.uint8)), "3x700 pixels"),
+    "NaN": ("images.npz", npz(data=np.where(IMAGES > 100, np.nan, 0.5)), "NaN"),
+    "negative values": ("images.npz", npz(data=IMAGES.astype(float) - 10), "[0, 255]"),
+    "values over 255": ("images.npz", npz(data=IMAGES.astype(float) * 2), "[0, 255]"),
+    "strings": ("images.npz", npz(data=np.array([["a", "b"], ["c", "d"]])), "images must be numbers"),
+    "no images": ("images.npz", npz(data=np.zeros((0, 28, 28), np.uint8)), "the image array is empty"),
+}
+TEST_MODES = {"test_reconstruction": ["vae.pth"], "test_classifier": ["vae.pth", "gmm_params.pkl"]}
+
+
+@pytest.mark.parametrize("mode", TEST_MODES)
+@pytest.mark.parametrize("case", BAD_IMAGE_FILES)
+def test_a_bad_image_file_gets_a_one_line_error_naming_it_and_writes_nothing(case, mode, shipped, cli):
+    name, content, fragment = BAD_IMAGE_FILES[case]
+    if content is not None:
+        (shipped / name).write_bytes(content)
+    assert_clean_error(cli(name, mode, *TEST_MODES[mode], expect=None), 2, f"{name}: ", fragment)
+    assert not (shipped / vae.PREDICTIONS_FILE).exists() and not (shipped / vae.RECONSTRUCTION_FILE).exists()
 
 
 def write_oversized(path, images: int) -> None:
@@ -155,10 +162,10 @@ def test_an_input_too_large_for_memory_is_refused_before_it_is_read(demo, shippe
     available = vae.available_memory()
     images = 2 * available // 784  # their uint8 pixels alone would fill the memory twice
     write_oversized(shipped / "huge.npz", images)
-    result = run_measured(VAE_PY, "huge.npz", "test_reconstruction", "vae.pth", cwd=shipped)
+    result = run_checked("huge.npz", "test_reconstruction", "vae.pth", cwd=shipped, expect=None)
     assert_clean_error(result, 2, "huge.npz: 'data' declares", f"{images * 784:,} values", "GiB")
     assert result.peak_mb < 2000  # the declared array is over 2 x the free memory
-    run_vae(demo["train"], "huge.npz", "train", "vae.pth", "gmm.pkl", cwd=shipped, expect=2)
+    run_checked(demo["train"], "huge.npz", "train", "vae.pth", "gmm.pkl", cwd=shipped, expect=2)
     assert sorted(os.listdir(shipped)) == ["gmm_params.pkl", "huge.npz", "vae.pth"]
 
 
@@ -186,25 +193,30 @@ def test_images_one_pixel_wide_stop_train_before_the_first_epoch(demo, tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["train.npz", "val.npz"]
 
 
-def test_bad_model_and_gmm_files(demo, shipped, cli):
+BAD_MODEL_FILES = {  # case: (the command after the images, what the message must say)
+    "no model file": (["test_reconstruction", "missing.pth"], "missing.pth: no such model file"),
+    "a model file of garbage": (["test_reconstruction", "garbage.pth"], "garbage.pth: not a VAE state_dict"),
+    "a GMM file for the model": (["test_reconstruction", "gmm_params.pkl"], "gmm_params.pkl: not a VAE state_dict"),
+    "another network's state_dict": (["test_reconstruction", "other.pth"], "other.pth: not a VAE state_dict"),
+    "no GMM file": (["test_classifier", "vae.pth", "missing.pkl"], "missing.pkl: no such GMM file"),
+    "a GMM file of garbage": (["test_classifier", "vae.pth", "garbage.pkl"], "garbage.pkl: not a GMM file"),
+    "a pickled list": (["test_classifier", "vae.pth", "list.pkl"], "list.pkl: not a GMM file"),
+    "another model's GMM": (["test_classifier", "vae.pth", "another.pkl"], "another.pkl: this GMM was fitted with a "
+                            "different vae.pth"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODEL_FILES)
+def test_a_bad_model_or_gmm_file_gets_a_one_line_error_naming_it(case, demo, shipped, cli):
     (shipped / "garbage.pth").write_bytes(b"\x80\x04garbage")
-    torch.save({"encoder.0.weight": torch.zeros(3, 3)}, shipped / "wrong_kind.pth")
+    torch.save({"encoder.0.weight": torch.zeros(3, 3)}, shipped / "other.pth")
     (shipped / "garbage.pkl").write_bytes(b"not a pickle")
-    with open(shipped / "list.pkl", "wb") as handle:
-        pickle.dump([1, 2, 3], handle)
-    cli(demo["val"], demo["val"], "train", "other.pth", "other.pkl", *short_training())
-    cases = [
-        (["test_reconstruction", "missing.pth"], "no such model file"),
-        (["test_reconstruction", "garbage.pth"], "not a VAE state_dict"),
-        (["test_reconstruction", "gmm_params.pkl"], "not a VAE state_dict"),
-        (["test_reconstruction", "wrong_kind.pth"], "not a VAE state_dict"),
-        (["test_classifier", "vae.pth", "missing.pkl"], "no such GMM file"),
-        (["test_classifier", "vae.pth", "garbage.pkl"], "not a GMM file"),
-        (["test_classifier", "vae.pth", "list.pkl"], "not a GMM file"),
-        (["test_classifier", "vae.pth", "other.pkl"], "different vae.pth"),
-    ]
-    for arguments, fragment in cases:
-        assert_clean_error(cli(demo["recon"], *arguments, expect=None), 2, fragment)
+    (shipped / "list.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    another_model = vae.state_fingerprint(vae.VAE().state_dict())
+    (shipped / "another.pkl").write_bytes(pickle.dumps({**shipped_gmm(), "vae_sha256": another_model}))
+    arguments, fragment = BAD_MODEL_FILES[case]
+    assert_clean_error(cli(demo["recon"], *arguments, expect=None), 2, fragment)
+    assert not (shipped / vae.PREDICTIONS_FILE).exists() and not (shipped / vae.RECONSTRUCTION_FILE).exists()
 
 
 def shipped_gmm() -> dict:
@@ -263,7 +275,7 @@ def test_a_broken_gmm_file_is_named_with_its_field_and_the_remedy(case, demo, sh
     assert_clean_error(result, 2, "gmm_params.pkl: ", fragment)
     assert "unexpected" not in result.stderr
     assert any(remedy in result.stderr for remedy in ("train again", "train both together"))
-    assert not (shipped / "vae.csv").exists()
+    assert not (shipped / vae.PREDICTIONS_FILE).exists()
 
 
 @pytest.mark.parametrize("precision", [np.float16, np.float32])
@@ -322,7 +334,7 @@ def test_the_parameter_count_is_that_of_the_model_built(input_dim, hidden, laten
 
 
 def test_unwritable_outputs_get_a_one_line_error(demo, shipped, cli):
-    (shipped / "vae.csv").mkdir()
+    (shipped / vae.PREDICTIONS_FILE).mkdir()
     result = cli(demo["recon"], "test_classifier", "vae.pth", "gmm_params.pkl", expect=None)
     assert_clean_error(result, 2, "is a folder")
     result = cli(demo["train"], demo["val"], "train", "no/such/dir/vae.pth", "gmm.pkl", expect=None)
@@ -365,7 +377,7 @@ def test_a_bad_command_line_gets_a_one_line_error(words, fragment, demo, tmp_pat
 
 
 def test_a_usage_error_is_one_line_from_the_real_command_too(demo, tmp_path):
-    result = run_vae(demo["recon"], "test_reconstruction", "--epochs", "many", cwd=tmp_path, expect=None)
+    result = run_checked(demo["recon"], "test_reconstruction", "--epochs", "many", cwd=tmp_path, expect=None)
     assert_clean_error(result, 2, "invalid int value")
 
 
@@ -396,7 +408,7 @@ def limit_file_size(size: int):
 
 @pytest.mark.parametrize("mode", ["train", "test_classifier"])
 def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, shipped, mode):
-    (shipped / "vae.csv").write_text("Predicted_Label\n1\n")
+    (shipped / vae.PREDICTIONS_FILE).write_text(f"{vae.PREDICTIONS_HEADER}\n1\n")
     before = files_in(shipped)
     arguments = {"train": [demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *short_training()],
                  "test_classifier": [demo["train"], "test_classifier", "vae.pth", "gmm_params.pkl"]}[mode]
@@ -407,7 +419,7 @@ def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, shippe
 
 
 def test_a_failed_run_leaves_existing_outputs_untouched(demo, shipped, cli):
-    (shipped / "vae.csv").write_text("Predicted_Label\n1\n")
+    (shipped / vae.PREDICTIONS_FILE).write_text(f"{vae.PREDICTIONS_HEADER}\n1\n")
     np.savez(shipped / "nan.npz", data=np.full((3, 28, 28), np.nan))
     before = files_in(shipped)
     cli("nan.npz", "test_classifier", "vae.pth", "gmm_params.pkl", expect=2)

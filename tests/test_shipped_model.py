@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vae
-from conftest import ROOT, SHIPPED, read_predictions, run_vae
+from conftest import ROOT, SHIPPED, read_predictions, run_checked
 from course_data import COURSE_FILE
 
 SHIPPED_TORCH = json.loads((SHIPPED / "vae_history.json").read_text()).get("torch")
@@ -35,7 +35,7 @@ def test_make_model_reproduces_the_shipped_files(demo, tmp_path):
     but for the last digits of its floats."""
     subprocess.run([sys.executable, ROOT / "scripts" / "course_data.py", COURSE_FILE, tmp_path / "val.npz"],
                    check=True, capture_output=True)
-    run_vae(COURSE_FILE, tmp_path / "val.npz", "train", "vae.pth", "gmm_params.pkl", "--quiet", cwd=tmp_path)
+    run_checked(COURSE_FILE, tmp_path / "val.npz", "train", "vae.pth", "gmm_params.pkl", "--quiet", cwd=tmp_path)
     assert (tmp_path / "vae.pth").read_bytes() == (SHIPPED / "vae.pth").read_bytes()
     made, shipped = (pickle.loads((folder / "gmm_params.pkl").read_bytes()) for folder in (tmp_path, SHIPPED))
     assert list(made) == list(shipped)
@@ -47,6 +47,6 @@ def test_make_model_reproduces_the_shipped_files(demo, tmp_path):
             assert np.array_equal(made[key], value) if isinstance(value, np.ndarray) else made[key] == value, key
     answers = []
     for folder in (SHIPPED, tmp_path):
-        run_vae(demo["test"], "test_classifier", folder / "vae.pth", folder / "gmm_params.pkl", cwd=tmp_path)
+        run_checked(demo["test"], "test_classifier", folder / "vae.pth", folder / "gmm_params.pkl", cwd=tmp_path)
         answers.append(read_predictions(tmp_path))
     assert np.array_equal(answers[0], answers[1])
