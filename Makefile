@@ -1,7 +1,7 @@
 # make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits | stress
 # make submission REPORT=report.pdf
 # Settings, each given as NAME=value after make (or in the environment):
-#   COURSE_FILE   the course's training file (default data/mnist_1_4_8_train.npz; README: The course files)
+#   COURSE_FILE   the course's training file (default: in data/, as data/README.md says)
 #   VAL_FILE      a validation file for model, report and explorer (default: models/val.npz, a fixed draw)
 #   PYTHON3       the Python that builds .venv (default python3; 3.10 to 3.13)
 #   VENV          the folder of that environment (default .venv)

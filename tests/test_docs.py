@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import vae
@@ -31,3 +35,66 @@ def test_the_parameter_count_in_the_docs_is_the_models():
     count = f"{vae.count_parameters(vae.VAE()):,}"
     for document in (README, RESULTS, (ROOT / "docs" / "design.md").read_text()):
         assert set(re.findall(r"(?<![\d,])\d,\d{3},\d{3} parameters", document)) == {f"{count} parameters"}
+
+
+def test_every_default_the_design_names_is_vaes():
+    """docs/design.md names each default it explains as `--flag value`: each must be the value vae.py trains with."""
+    defaults = {vae.flag(name): " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                for name, value in dataclasses.asdict(vae.DEFAULTS).items()}
+    named = re.findall(r"`(--[a-z-]+) ([^`]+)`", (ROOT / "docs" / "design.md").read_text())
+    assert len(named) >= 10
+    assert [(flag, value) for flag, value in named if defaults.get(flag) != value] == []
+
+
+def test_the_readme_names_every_field_of_the_gmm_file():
+    gmm = vae.GMM(np.ones(1), np.zeros((1, 2)), np.eye(2)[None], np.array([1]))
+    row = next(line for line in README.splitlines() if line.startswith("| `gmm_params.pkl` |"))
+    assert [key for key in vae.gmm_file_contents(gmm, (28, 28), "") if f"`{key}`" not in row] == []
+
+
+ENVIRONMENTS = (ROOT / "docs" / "environments.md").read_text()
+TABLE_PACKAGES = {"PyTorch": "torch", "NumPy": "numpy", "SciPy": "scipy", "Matplotlib": "matplotlib",
+                  "scikit-learn": "scikit-learn", "scikit-image": "scikit-image"}
+ENVIRONMENT_PINS = {  # a row of environments.md's table: (the files that pin it, the Python their markers see)
+    "default, `.venv`": (["requirements-dev.txt"], "3.11"),
+    "default on Python 3.10": (["requirements-dev.txt"], "3.10"),
+    "starter, `.venv-starter`": (["envs/starter.txt", "envs/starter-torch.txt"], "3.10"),
+    "grader, `.venv-grader`": (["envs/grader.txt", "envs/grader-torch.txt"], "3.12"),
+}
+
+
+def pins(files: list[str], python: str) -> dict[str, str]:
+    """package -> version, from `name==version` lines (and -r includes) whose python_version marker admits `python`."""
+    found = {}
+    for name in files:
+        for line in (ROOT / name).read_text().splitlines():
+            if line.startswith("-r "):
+                found |= pins([str(Path(name).parent / line[3:])], python)
+                continue
+            match = re.fullmatch(r'([\w-]+)==([\w.]+)(?:; python_version ([<>=]+) "([\d.]+)")?', line.strip())
+            if match is None:
+                continue
+            package, version, comparison, bound = match.groups()
+            as_numbers = [tuple(map(int, text.split("."))) for text in (python, bound or python)]
+            if bound is None or {"<": operator.lt, ">=": operator.ge}[comparison](*as_numbers):
+                found[package] = version
+    return found
+
+
+@pytest.mark.parametrize("row", ENVIRONMENT_PINS)
+def test_the_environments_table_gives_each_environments_pins(row):
+    header, *rows = [[cell.strip() for cell in line.strip("|").split("|")]
+                     for line in ENVIRONMENTS.splitlines() if line.startswith("| ") and "---" not in line]
+    shown = dict(zip(header, next(cells for cells in rows if cells[0] == row)))
+    pinned = pins(*ENVIRONMENT_PINS[row])
+    assert {column: shown[column] for column in TABLE_PACKAGES} == {
+        column: pinned[package] for column, package in TABLE_PACKAGES.items()}
+
+
+def test_the_conda_environment_is_the_starter_environment():
+    """environment.yaml (the course's own) pins the starter's releases, at conda's precision."""
+    starter = pins(["envs/starter.txt", "envs/starter-torch.txt"], "3.10")
+    conda = dict(re.findall(r"^  - ([\w-]+)=([\d.]+)$", (ROOT / "environment.yaml").read_text(), re.MULTILINE))
+    assert conda.pop("python") == "3.10"
+    conda["torch"] = conda.pop("pytorch")
+    assert conda and all(starter[package].startswith(version) for package, version in conda.items())
