@@ -1051,7 +1051,8 @@ def gmm_file_contents(gmm: GMM, image_shape: tuple[int, ...], fingerprint: str) 
             "vae_sha256": fingerprint}
 
 
-GMM_FILE_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")  # needed
+# what loading needs: EM's record, which the classifier never reads, may be missing
+GMM_FILE_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")
 GMM_WEIGHTS_SUM_TOLERANCE = 1e-3  # room for weights stored at half precision
 GMM_SYMMETRY_TOLERANCE = 1e-6  # of a covariance's largest entry
 
