@@ -16,6 +16,7 @@ import pickle
 import shutil
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -175,13 +176,22 @@ def console_errors(driver) -> list[str]:
 
 
 def requested_urls(driver) -> set[str]:
-    """Every URL the browser asked for since the performance log was last read."""
+    """Every URL the browser asked for since the performance log was last read, its own included."""
     urls = set()
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             urls.add(message["params"]["request"]["url"])
     return urls
+
+
+FETCHING_SCHEMES = ("http", "https", "ws", "wss", "ftp", "file")  # the network, or another file on disk
+
+
+def fetched_beyond(page: Path, urls: set[str]) -> set[str]:
+    """The URLs that reach the network or a file other than `page`: not the browser's own loads (chrome:, data:,
+    blob:, about:), which each Chromium release makes differently."""
+    return {url for url in urls if urlsplit(url).scheme in FETCHING_SCHEMES and url != page.as_uri()}
 
 
 def call_each(driver, method: str, arguments: list) -> list:
@@ -207,11 +217,24 @@ def test_the_page_loads_with_no_console_error_and_requests_nothing_but_itself(br
     requested_urls(driver)  # a fresh load, whatever the tests before it did
     driver.get(page.as_uri())
     driver = browser.show(page)
-    assert requested_urls(driver) == {page.as_uri()}
+    requested = requested_urls(driver)
+    assert page.as_uri() in requested and fetched_beyond(page, requested) == set()
     assert console_errors(driver) == []
     assert driver.execute_script("return performance.getEntriesByType('resource').map((entry) => entry.name);") == []
     count = len(images_of(demo["train"]))
     assert driver.find_element("id", "summary").text.startswith(f"{count:,} of {count:,} training codes")
+
+
+@pytest.mark.slow
+def test_a_page_that_fetches_something_is_caught(browser, tmp_path):
+    """The check above can fail: a page with an image from the network and one from a second file."""
+    (tmp_path / "other.png").write_bytes(b"")
+    page = tmp_path / "fetching.html"
+    page.write_text('<img src="https://example.invalid/digit.png"><img src="other.png">')
+    requested_urls(browser.driver)
+    browser.driver.get(page.as_uri())
+    fetched = fetched_beyond(page, requested_urls(browser.driver))
+    assert fetched == {"https://example.invalid/digit.png", (tmp_path / "other.png").as_uri()}
 
 
 @pytest.mark.slow
