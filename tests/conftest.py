@@ -7,6 +7,7 @@ Tests marked `environment` are those that prove the product in the course's envi
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 VAE_PY = ROOT / "vae.py"
 SHIPPED = ROOT / "models"
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+# the oldest and the newest Python that install.sh accepts, as it names them
+OLDEST, NEWEST = (re.search(rf"(?m)^{which}_PYTHON=(3\.\d+)\b", (ROOT / "install.sh").read_text()).group(1)
+                  for which in ("OLDEST", "NEWEST"))
 
 import grader  # noqa: E402
 import vae  # noqa: E402

@@ -80,6 +80,14 @@ def test_the_training_labels_are_never_read_and_the_sample_is_fixed(demo, tmp_pa
     assert pages[0] == pages[1]
 
 
+def test_the_page_names_its_files_without_their_folders(demo, tmp_path):
+    """Students share the page: the absolute paths it was built from, which name their owners, stay out of it."""
+    run_explorer(demo["train"], demo["val"], *SHIPPED_FILES, "--out", tmp_path, "--max-points", 10)
+    page = (tmp_path / "explorer.html").read_text()
+    for path in (demo["train"], demo["val"], *SHIPPED_FILES):
+        assert f'"{Path(path).name}"' in page and str(Path(path).parent) not in page
+
+
 @pytest.mark.parametrize("problem", ["missing training file", "another model's GMM", "images of another size"])
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(demo, tmp_path, problem):
     paths = [demo["train"], demo["val"], *SHIPPED_FILES]

@@ -1,20 +1,22 @@
-"""The first commands a student runs: install.sh refuses an unsupported Python, and the make targets that
-need the course file say in one line where it goes, while report and explorer fall back to the demo digits."""
+"""The first command a student runs: install.sh takes the Pythons the pins have wheels for and refuses the others in
+one line, and takes PyTorch's CPU build where no NVIDIA GPU is, falling back to PyPI's in one line."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from course_data import DEFAULT_COURSE_FILE
+from conftest import NEWEST, OLDEST, ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-MISSING = "no/such/mnist_1_4_8_train.npz"
 MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
 
 
@@ -34,7 +36,14 @@ def fake_python(tmp_path, version: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("python", ["3.9.18", "3.14.0", "not installed"])
+def next_minor(version: str, step: int) -> str:
+    major, minor = version.split(".")
+    return f"{major}.{int(minor) + step}.0"
+
+
+
+
+@pytest.mark.parametrize("python", [next_minor(OLDEST, -1), next_minor(NEWEST, 1), "not installed"])
 def test_install_refuses_an_unsupported_python_in_one_line_and_leaves_the_venv(python, tmp_path):
     """Run on a copy of install.sh, so that a broken check installs into tmp_path, not the project's .venv."""
     shutil.copy(ROOT / "install.sh", tmp_path)
@@ -44,37 +53,87 @@ def test_install_refuses_an_unsupported_python_in_one_line_and_leaves_the_venv(p
     interpreter = str(tmp_path / "missing") if python == "not installed" else fake_python(tmp_path, python)
     result = run("./install.sh", cwd=tmp_path, PYTHON3=interpreter)
     assert result.returncode == 2
-    assert len(result.stderr.splitlines()) == 1 and "3.10 to 3.13" in result.stderr and "PYTHON3=" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and f"{OLDEST} to {NEWEST}" in result.stderr
+    assert "PYTHON3=" in result.stderr
     assert stamp.is_file()
 
 
-@pytest.mark.parametrize("target", ["model", "benchmark", "limits", "stress", "models/val.npz"])
-def test_a_target_that_needs_the_course_file_says_where_it_goes_in_one_line(target):
-    result = run("make", target, f"COURSE_FILE={MISSING}")
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert len(result.stderr.splitlines()) == 1
-    assert f"{MISSING} not found" in result.stderr and "data/" in result.stderr and "COURSE_FILE=" in result.stderr
+@pytest.mark.parametrize("python", [f"{OLDEST}.0", f"{NEWEST}.0"])
+def test_install_accepts_the_oldest_and_the_newest_python(python, tmp_path):
+    """Up to making the venv, which the fake interpreter cannot do: that refusal proves the range let it through."""
+    shutil.copy(ROOT / "install.sh", tmp_path)
+    result = run("./install.sh", cwd=tmp_path, PYTHON3=fake_python(tmp_path, python))
+    assert result.returncode == 2 and "cannot make a virtual environment" in result.stderr
 
 
-@pytest.mark.parametrize("target", ["report", "explorer"])
-def test_report_and_explorer_show_the_demo_digits_without_the_course_file(target):
-    dry_run = run("make", "--dry-run", "--always-make", target, f"COURSE_FILE={MISSING}")
-    assert dry_run.returncode == 0, dry_run.stderr
-    assert "make_demo_data.py demo" in dry_run.stdout and "demo/train.npz demo/val.npz" in dry_run.stdout
-    assert "demo digits" in dry_run.stdout and MISSING not in dry_run.stdout.replace(f"no course file at {MISSING}", "")
+def fake_torch_index(folder: Path, version: str) -> str:
+    """A PEP 503 index in `folder` serving one empty torch wheel of `version`; its file:// URL."""
+    wheel = f"torch-{version}-py3-none-any.whl"
+    dist_info = f"torch-{version}.dist-info"
+    (folder / "torch").mkdir(parents=True)
+    with zipfile.ZipFile(folder / "torch" / wheel, "w") as archive:
+        archive.writestr("torch/__init__.py", f"__version__ = {version!r}\n")
+        archive.writestr(f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+        archive.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{dist_info}/RECORD", "")
+    (folder / "torch" / "index.html").write_text(f'<a href="{wheel}">{wheel}</a>')
+    return folder.as_uri()
 
 
-def test_report_and_explorer_use_the_course_file_where_it_is(tmp_path):
-    course_file = tmp_path / "course.npz"
-    course_file.touch()
-    dry_run = run("make", "--dry-run", "explorer", f"COURSE_FILE={course_file}", "VAL_FILE=models/README.md")
-    assert dry_run.returncode == 0, dry_run.stderr
-    assert f"explorer.py {course_file} models/README.md" in dry_run.stdout and "demo" not in dry_run.stdout
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/whl/cpu"
 
 
-def test_make_and_the_tools_look_for_the_course_file_in_the_same_place():
-    unset = {name: value for name, value in os.environ.items() if name not in (*MAKE_VARIABLES, "COURSE_FILE")}
-    shown = subprocess.run(["make", "--no-print-directory", "--eval", "print-course-file: ; @echo $(COURSE_FILE)",
-                            "print-course-file"], cwd=ROOT, capture_output=True, text=True, env=unset)
-    assert shown.stdout.strip() == str(DEFAULT_COURSE_FILE.relative_to(ROOT))
+@pytest.mark.slow
+@pytest.mark.parametrize("machine", ["no NVIDIA GPU", "PyTorch's index unreachable", "an NVIDIA GPU",
+                                     "TORCH_INDEX=pypi"])
+def test_install_takes_the_cpu_build_where_no_nvidia_gpu_is_and_falls_back_to_pypi(machine, tmp_path):
+    """install.sh on a copy of the project whose only requirement is torch, with local folders standing in for
+    PyTorch's CPU index and for PyPI (pip's own configuration switched off): nothing outside is reached."""
+    cpu_index = closed_port_url() if machine == "PyTorch's index unreachable" else fake_torch_index(
+        tmp_path / "pytorch-cpu", "2.13.0+cpu")
+    script = (ROOT / "install.sh").read_text()
+    (tmp_path / "install.sh").write_text(re.sub(r"(?m)^PYTORCH_CPU_INDEX=.*$", f"PYTORCH_CPU_INDEX={cpu_index}",
+                                                script))
+    (tmp_path / "install.sh").chmod(0o755)
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    (tmp_path / "requirements-dev.txt").write_text("-r requirements.txt\n")
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    if machine == "an NVIDIA GPU":
+        (bin_folder / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200'\n")
+        (bin_folder / "nvidia-smi").chmod(0o755)
+    settings = {"PYTHON3": sys.executable, "PATH": f"{bin_folder}:{os.environ['PATH']}", "PIP_CONFIG_FILE": os.devnull,
+                "PIP_FIND_LINKS": "", "PIP_INDEX_URL": fake_torch_index(tmp_path / "pypi", "2.13.0")}
+    if machine == "TORCH_INDEX=pypi":
+        settings["TORCH_INDEX"] = "pypi"
+    result = run("./install.sh", cwd=tmp_path, **settings)
+    assert result.returncode == 0, result.stderr
+    installed = subprocess.run([tmp_path / ".venv" / "bin" / "python", "-c", "import torch; print(torch.__version__)"],
+                               capture_output=True, text=True).stdout.strip()
+    told = "no NVIDIA GPU here, so PyTorch's CPU build from" in result.stdout
+    warned = [line for line in result.stderr.splitlines() if line.startswith("install.sh:")]  # not pip's notes
+    if machine == "no NVIDIA GPU":
+        assert installed == "2.13.0+cpu" and told and warned == []
+    elif machine == "PyTorch's index unreachable":
+        assert installed == "2.13.0" and told and len(warned) == 1
+        assert f"{cpu_index} did not serve PyTorch" in warned[0] and "taking PyPI's build instead" in warned[0]
+    else:
+        assert installed == "2.13.0" and not told and warned == []
+
+
+def test_a_clone_by_git_for_windows_keeps_lf_in_the_scripts_and_the_makefile(tmp_path):
+    """Git for Windows clones with core.autocrlf=true; bash and make would read CRLF as part of each command."""
+    scripts = ["install.sh", "Makefile", ".ci/run", "scripts/grader.py"]
+    source = tmp_path / "source"
+    for name in [".gitattributes", *scripts]:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    windows = ["git", "-c", "core.autocrlf=true", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    for command in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "scripts"]):
+        subprocess.run([*windows, *command], cwd=source, check=True, capture_output=True)
+    subprocess.run([*windows, "clone", "-q", str(source), str(tmp_path / "clone")], check=True, capture_output=True)
+    assert [name for name in scripts if b"\r\n" in (tmp_path / "clone" / name).read_bytes()] == []
