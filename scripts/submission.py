@@ -116,8 +116,8 @@ def write_zip(path: Path, root: Path, report: Path, entries: list[str]) -> None:
 
 def what_it_proves(python: str) -> str:
     """The Python and PyTorch releases of `python`, and what running the grader's commands with them proves."""
-    found = subprocess.run([python, "-c", "import platform, torch; print(platform.python_version(), torch.__version__)"],
-                           capture_output=True, text=True)
+    releases_of = "import platform, torch; print(platform.python_version(), torch.__version__)"
+    found = subprocess.run([python, "-c", releases_of], capture_output=True, text=True)
     if found.returncode != 0:
         raise Refusal(f"{python} cannot import torch: install the project's environment (./install.sh)")
     python_version, torch_version = found.stdout.split()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, VAE_PY
 
@@ -88,6 +90,8 @@ def test_a_good_candidate_is_run_then_zipped_in_the_course_layout(candidate):
     assert result.returncode == 0, result.stderr
     for mode in ("train", "test_reconstruction", "test_classifier"):
         assert f"{mode} " in result.stdout
+    releases = f"Python {platform.python_version()}, PyTorch {torch.__version__}"
+    assert f"{releases}, so the zip runs as the course's grader runs it, on these releases" in result.stdout
     with zipfile.ZipFile(candidate / "submission.zip") as archive:
         assert sorted(archive.namelist()) == [f"2020CSZ1234_2020CSZ5678/{name}" for name in (
             "2020CSZ1234_2020CSZ5678.pdf", "group.txt", "model_path.txt", "vae.py")]
