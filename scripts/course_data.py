@@ -70,12 +70,31 @@ def validation_and_test(labels: np.ndarray, held_out: np.ndarray, draw: int) -> 
     return validation, np.setdiff1d(held_out, validation)
 
 
+SHIPPED_DRAW_SEED = 0  # the seed of make model's validation draw, so the shipped model can be reproduced
+RECONSTRUCTION_IMAGES = 10  # as many as the course's reconstruction file holds
+
+
+def write_draws(course_file: Path, folder: Path) -> dict[str, Path]:
+    """What run.ipynb needs when it is given the course file alone, written into `folder`: val.npz, the validation
+    draw of make model; test.npz, the file's other images with their labels (training never reads them); recon.npz,
+    the first 10 of those."""
+    images, labels = read_course_file(course_file)
+    validation = draw_validation(labels, np.random.default_rng(SHIPPED_DRAW_SEED))
+    test = np.setdiff1d(np.arange(len(labels)), validation)
+    chosen = {"val": validation, "test": test, "recon": test[:RECONSTRUCTION_IMAGES]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, indices in chosen.items():
+        np.savez(folder / f"{name}.npz", data=images[indices], labels=labels[indices])
+    return {name: folder / f"{name}.npz" for name in chosen}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a labelled .npz file, such as the course file")
     parser.add_argument("output", help="the validation file to write")
     parser.add_argument("--per-digit", type=int, default=5, help="images per digit (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="the draw's random seed (default 0, the shipped model's)")
+    parser.add_argument("--seed", type=int, default=SHIPPED_DRAW_SEED,
+                        help=f"the draw's random seed (default {SHIPPED_DRAW_SEED}, the shipped model's)")
     args = parser.parse_args()
     images, labels = read_course_file(args.source)
     chosen = draw_validation(labels, np.random.default_rng(args.seed), args.per_digit)

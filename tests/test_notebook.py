@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT, short_training
+from conftest import ROOT, labels_of, short_training
 
 SHORT = short_training(epochs=3, refine_steps=30, restarts=None)
 
@@ -15,8 +15,9 @@ SHORT = short_training(epochs=3, refine_steps=30, restarts=None)
 @pytest.mark.parametrize("where", [
     "in the clone, finding it alone",
     pytest.param("outside the clone, told where it is", marks=pytest.mark.environment),
+    "given the training file alone",
 ])
-def test_notebook_runs_top_to_bottom(where, tmp_path):
+def test_notebook_runs_top_to_bottom(where, tmp_path, demo):
     notebook = nbformat.read(ROOT / "run.ipynb", as_version=4)
     setup = notebook.cells[1]
     work = tmp_path / "outputs"
@@ -26,6 +27,8 @@ def test_notebook_runs_top_to_bottom(where, tmp_path):
         working_folder = tmp_path / "elsewhere"
         working_folder.mkdir()
         settings["PROJECT = None"] = f'PROJECT = "{ROOT}"'
+    if where.startswith("given"):  # a labelled file standing in for the course's: the rest is drawn from it
+        settings["TRAIN_FILE = None"] = f'TRAIN_FILE = "{demo["train"]}"'
     for default, setting in settings.items():
         assert default in setup.source
         setup.source = setup.source.replace(default, setting)
@@ -36,3 +39,7 @@ def test_notebook_runs_top_to_bottom(where, tmp_path):
     assert not [output for output in outputs if output.output_type == "error"]
     assert sum("image/png" in output.get("data", {}) for output in outputs) == 9
     assert (work / "report" / "metrics.json").is_file()
+    if where.startswith("given"):
+        train_count = len(labels_of(demo["train"]))
+        assert [len(labels_of(work / "data" / f"{name}.npz")) for name in ("val", "test", "recon")] == [
+            15, train_count - 15, 10]
