@@ -18,7 +18,9 @@ from conftest import ROOT
 from course_data import DEFAULT_COURSE_FILE
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "COURSE_FILE", "VAL_FILE", "REPORT", "STARTER")
+# make's own and every setting the Makefile reads: a `make test VENV=.venv-oldest` running these passes them on
+MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "COURSE_FILE", "VAL_FILE", "REPORT", "STARTER", "VENV", "PYTHON3",
+                  "TORCH_INDEX", "BASELINE", "DRAWS")
 NAMED_PATH = Path("course files (1)") / "mnist_1_4_8_train (1).npz"  # as a browser and a file manager save it
 TOOL_OF_TARGET = {"model": "vae.py", "report": "scripts/report.py", "explorer": "scripts/explorer.py",
                   "benchmark": "scripts/benchmark.py", "limits": "scripts/limits.py", "stress": "scripts/stress.py"}
