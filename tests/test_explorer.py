@@ -143,6 +143,7 @@ class Browser(NamedTuple):
     def show(self, page: Path):
         """The driver, showing `page` and its model ready; loaded only if another page is showing."""
         if self.driver.current_url != page.as_uri():
+            self.driver.get_log("browser")  # the console of the page before, read and dropped
             self.driver.get(page.as_uri())
         self.driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
