@@ -24,9 +24,11 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import pickle
+import platform
 import sys
 import tempfile
 import time
@@ -44,6 +46,8 @@ from torch.optim.lr_scheduler import LambdaLR
 RECONSTRUCTION_FILE = "vae_reconstructed.npz"
 PREDICTIONS_FILE = "vae.csv"
 PREDICTIONS_HEADER = "Predicted_Label"
+
+log = logging.getLogger("vae")  # train's progress: printed by the command line, silent on import
 
 
 class InputError(Exception):
@@ -71,8 +75,9 @@ JITTER_SHIFT = 0.1  # of the affine grid's [-1, 1] span: 5 % of the side
 DECODER_BATCH_FACTOR = 4  # a quarter of the steps: batches half as large measured the same SSIM
 
 
-LARGEST_COUNT = 2**31 - 1  # bounds every whole-number setting: torch's sizes overflow far beyond it
-LARGEST_NUMBER = float(np.finfo(np.float32).max)  # bounds every real setting: float32's largest
+LARGEST_SIZE = 2**31 - 1  # bounds whole-number settings: torch's sizes and seeds overflow beyond
+LARGEST_REAL = float(np.finfo(np.float32).max)  # bounds real settings: float32 overflows beyond
+DEVICES = ("cpu", "cuda")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +109,9 @@ class TrainConfig:
     restarts: int = _setting(
         2, "trainings from a derived seed, at most, when the labelled images show merged digits")
     seed: int = _setting(0, "random seed")
+    device: str = _setting(
+        "cpu", "where training runs: cpu, the trajectory measured over seeds, or cuda, an NVIDIA "
+        "GPU's, never measured")
 
     def __post_init__(self) -> None:
         minimums = {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
@@ -111,22 +119,24 @@ class TrainConfig:
                     "seed": 0}
         for name, minimum in minimums.items():
             value = getattr(self, name)
-            if not minimum <= value <= LARGEST_COUNT:
-                raise InputError(f"{flag(name)} must be between {minimum} and {LARGEST_COUNT}, "
+            if not minimum <= value <= LARGEST_SIZE:
+                raise InputError(f"{flag(name)} must be between {minimum} and {LARGEST_SIZE}, "
                                  f"got {value}")
         if not 0 <= self.refine_jitter <= 5:  # at 10, some views would shrink to a single pixel
             raise InputError(f"--refine-jitter must be between 0 and 5, got {self.refine_jitter}")
-        if not 0 <= self.ssim_weight <= LARGEST_NUMBER:
-            raise InputError(f"--ssim-weight must be between 0 and {LARGEST_NUMBER:.3g}, "
+        if not 0 <= self.ssim_weight <= LARGEST_REAL:
+            raise InputError(f"--ssim-weight must be between 0 and {LARGEST_REAL:.3g}, "
                              f"got {self.ssim_weight}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             value = getattr(self, name)
-            if not 0 < value <= LARGEST_NUMBER:
+            if not 0 < value <= LARGEST_REAL:
                 raise InputError(f"{flag(name)} must be a positive number up to "
-                                 f"{LARGEST_NUMBER:.3g}, got {value}")
-        if not self.hidden or not 1 <= min(self.hidden) <= max(self.hidden) <= LARGEST_COUNT:
+                                 f"{LARGEST_REAL:.3g}, got {value}")
+        if not self.hidden or not 1 <= min(self.hidden) <= max(self.hidden) <= LARGEST_SIZE:
             sizes = " ".join(map(str, self.hidden))
-            raise InputError(f"--hidden must be sizes between 1 and {LARGEST_COUNT}, got {sizes}")
+            raise InputError(f"--hidden must be sizes between 1 and {LARGEST_SIZE}, got {sizes}")
+        if self.device not in DEVICES:
+            raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {self.device}")
 
 
 DEFAULTS = TrainConfig()
@@ -159,7 +169,7 @@ def available_memory() -> int | None:
     return min(limits) if limits else None
 
 
-def _check_fits_in_memory(archive: zipfile.ZipFile, key: str, path: str) -> None:
+def _check_fits_in_memory(archive: zipfile.ZipFile, key: str) -> None:
     """Refuse, from its .npy header alone, an array whose loading would exhaust the memory: a small
     compressed file can declare millions of images."""
     member = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
@@ -175,19 +185,18 @@ def _check_fits_in_memory(archive: zipfile.ZipFile, key: str, path: str) -> None
     needed = values * (dtype.itemsize + 12)  # the float64 scaling copy and the float32 result
     available = available_memory()
     if available is not None and needed > available:
-        raise InputError(f"{path}: '{key}' declares {values:,} values of shape {shape}: loading "
-                         f"needs about {needed / 2**30:,.1f} GiB, but {available / 2**30:,.1f} GiB "
-                         "of memory are free")
+        raise InputError(f"'{key}' declares {values:,} values of shape {shape}: loading needs "
+                         f"about {needed / 2**30:,.1f} GiB, but {available / 2**30:,.1f} GiB of "
+                         "memory are free")
 
 
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads
     TRAIN's)."""
     if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
+        raise InputError("no such file")
     if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: not an .npz archive "
-                         "(save images with numpy.savez(path, data=images))")
+        raise InputError("not an .npz archive (save images with numpy.savez(path, data=images))")
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = archive.files
@@ -196,23 +205,22 @@ def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray |
             else:
                 image_keys = [key for key in keys if key != "labels"]
             if len(image_keys) != 1:
-                found = sorted(keys)
-                raise InputError(f"{path}: no image array: expected key 'data', found {found}")
-            _check_fits_in_memory(archive.zip, image_keys[0], path)
+                raise InputError(f"no image array: expected key 'data', found {sorted(keys)}")
+            _check_fits_in_memory(archive.zip, image_keys[0])
             images = archive[image_keys[0]]
             labels = None
             if want_labels and "labels" in keys:
-                _check_fits_in_memory(archive.zip, "labels", path)
+                _check_fits_in_memory(archive.zip, "labels")
                 labels = archive["labels"]
     except InputError:
         raise
     except Exception as error:  # a damaged archive raises from zipfile, zlib or numpy's reader
         reason = f"{type(error).__name__}: {error}"
-        raise InputError(f"{path}: corrupt or unreadable .npz file ({reason})") from None
+        raise InputError(f"corrupt or unreadable .npz file ({reason})") from None
     return images, labels
 
 
-def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) -> np.ndarray:
+def _as_image_stack(array: np.ndarray, pixels_per_image: int | None) -> np.ndarray:
     """Reshape any accepted layout to (N, H, W). A 2-D array is a stack of flat images when its rows
     have the model's size or, with no model yet, a square number of pixels; else a single image."""
     if array.ndim == 4 and array.shape[1] == 1:
@@ -225,70 +233,71 @@ def _as_image_stack(array: np.ndarray, path: str, pixels_per_image: int | None) 
         else:
             flat = columns == pixels_per_image
         if flat and side * side != columns:
-            raise InputError(f"{path}: rows of {columns} pixels are not square images")
+            raise InputError(f"rows of {columns} pixels are not square images")
         if flat:
             array = array.reshape(rows, side, side)
         else:
             array = array[None]
     if array.ndim != 3:
-        raise InputError(f"{path}: images of shape {array.shape} not understood; "
+        raise InputError(f"images of shape {array.shape} not understood; "
                          "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)")
     if 0 in array.shape:
-        raise InputError(f"{path}: the image array is empty")
+        raise InputError("the image array is empty")
     return array
 
 
-def _scale_to_unit(array: np.ndarray, path: str) -> np.ndarray:
+def _scale_to_unit(array: np.ndarray) -> np.ndarray:
     """uint8 0-255, float 0-1 or float 0-255 to float32 in [0, 1]."""
     if array.dtype == bool:
         return array.astype(np.float32)
     is_number = np.issubdtype(array.dtype, np.number)
     if not is_number or np.issubdtype(array.dtype, np.complexfloating):
-        raise InputError(f"{path}: images must be numbers, not {array.dtype}")
+        raise InputError(f"images must be numbers, not {array.dtype}")
     values = array.astype(np.float64)
     if not np.isfinite(values).all():
-        raise InputError(f"{path}: images contain NaN or infinite values")
+        raise InputError("images contain NaN or infinite values")
     low = values.min()
     high = values.max()
     if low < 0 or high > 255:
-        raise InputError(f"{path}: pixel values must lie in [0, 255] or [0, 1], "
-                         f"found [{low:g}, {high:g}]")
+        raise InputError(f"pixel values must lie in [0, 255] or [0, 1], found [{low:g}, {high:g}]")
     if np.issubdtype(array.dtype, np.integer) or high > 1:
         np.divide(values, 255.0, out=values)
     return values.astype(np.float32)
 
 
-def _whole_number_labels(labels: np.ndarray, count: int, path: str) -> np.ndarray:
+def _whole_number_labels(labels: np.ndarray, count: int) -> np.ndarray:
     labels = np.asarray(labels).reshape(-1)
     if labels.size != count:
-        raise InputError(f"{path}: {labels.size} labels for {count} images")
+        raise InputError(f"{labels.size} labels for {count} images")
     is_number = np.issubdtype(labels.dtype, np.number)
     if not (is_number and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))):
-        raise InputError(f"{path}: labels must be whole numbers")
+        raise InputError("labels must be whole numbers")
     return labels.astype(np.int64)
 
 
 def load_images(path: str, pixels_per_image: int | None = None,
                 labels: str = "optional") -> Images:
-    """Read, check and scale images to [0, 1]; `labels` is "ignore", "optional" or "required"."""
-    raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
-    file_shape = tuple(raw.shape)
-    stack = _as_image_stack(np.asarray(raw), path, pixels_per_image)
-    pixels = _scale_to_unit(stack, path)
-    if pixels_per_image is not None and pixels[0].size != pixels_per_image:
-        side = math.isqrt(pixels_per_image)
-        if side * side == pixels_per_image:
-            trained = f"{side}x{side}"
-        else:
-            trained = f"{pixels_per_image}-pixel"
-        raise InputError(f"{path}: images of {pixels.shape[1]}x{pixels.shape[2]} pixels, "
-                         f"but the model was trained on {trained} images")
-    if found_labels is not None:
-        found_labels = _whole_number_labels(found_labels, len(pixels), path)
-    if labels == "required" and found_labels is None:
-        raise InputError(f"{path}: the validation file needs a 'labels' array "
-                         "(the digit of each image)")
-    return Images(pixels, found_labels, file_shape)
+    """Read, check and scale images to [0, 1]; `labels` is "ignore", "optional" or "required".
+    Every fault is named with the file."""
+    try:
+        raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
+        stack = _as_image_stack(np.asarray(raw), pixels_per_image)
+        pixels = _scale_to_unit(stack)
+        if pixels_per_image is not None and pixels[0].size != pixels_per_image:
+            side = math.isqrt(pixels_per_image)
+            if side * side == pixels_per_image:
+                trained = f"{side}x{side}"
+            else:
+                trained = f"{pixels_per_image}-pixel"
+            raise InputError(f"images of {pixels.shape[1]}x{pixels.shape[2]} pixels, but the model "
+                             f"was trained on {trained} images")
+        if found_labels is not None:
+            found_labels = _whole_number_labels(found_labels, len(pixels))
+        if labels == "required" and found_labels is None:
+            raise InputError("the validation file needs a 'labels' array (the digit of each image)")
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    return Images(pixels, found_labels, tuple(raw.shape))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -354,47 +363,36 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def parameter_count(input_dim: int, hidden: tuple[int, ...], latent_dim: int) -> int:
-    """count_parameters(VAE(input_dim, hidden, latent_dim)), without building it."""
-    encoder = [input_dim, *hidden]
-    decoder = [latent_dim, *reversed(hidden), input_dim]
-    layers = list(zip(encoder, encoder[1:])) + list(zip(decoder, decoder[1:]))
-    layers += [(hidden[-1], latent_dim), (hidden[-1], latent_dim)]  # to_mean and to_log_var
-    return sum((size_in + 1) * size_out for size_in, size_out in layers)
+    """count_parameters(VAE(input_dim, hidden, latent_dim)), the model built on PyTorch's meta
+    device: its shapes, without memory."""
+    with torch.device("meta"):
+        return count_parameters(VAE(input_dim, hidden, latent_dim))
 
 
 TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
 
 
-def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig, path: str) -> None:
+def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig) -> None:
     """Refuse, before building it, a VAE whose training would exhaust the memory: an MLP's first
     and last layers grow with the pixels, so a large scan asks for billions of parameters."""
     pixels = math.prod(image_shape)
     parameters = parameter_count(pixels, config.hidden, config.latent_dim)
     needed = parameters * TRAINING_BYTES_PER_PARAMETER
     available = available_memory()
-    if available is None or needed <= available:
-        return
-    fixed = parameter_count(0, config.hidden, config.latent_dim)
-    per_pixel = parameter_count(1, config.hidden, config.latent_dim) - fixed
-    fitting_pixels = max(available // TRAINING_BYTES_PER_PARAMETER - fixed, 0) // per_pixel
-    side = math.isqrt(fitting_pixels)
-    size = "x".join(map(str, image_shape))
-    hidden = " ".join(map(str, config.hidden))
-    if side >= 2:
-        remedy = (f"use images of up to about {side}x{side} (the course's are 28x28), "
-                  "or smaller sizes")
-    else:
-        remedy = "use smaller sizes"
-    raise InputError(f"{path}: a VAE for images of {size} pixels with --hidden {hidden} and "
-                     f"--latent-dim {config.latent_dim} has {parameters:,} parameters and needs "
-                     f"about {needed / 2**30:,.1f} GiB to train, but {available / 2**30:,.1f} GiB "
-                     f"of memory are free; {remedy}")
+    if available is not None and needed > available:
+        size = "x".join(map(str, image_shape))
+        hidden = " ".join(map(str, config.hidden))
+        raise InputError(f"a VAE for images of {size} pixels with --hidden {hidden} and "
+                         f"--latent-dim {config.latent_dim} has {parameters:,} parameters and "
+                         f"needs about {needed / 2**30:,.1f} GiB to train, but "
+                         f"{available / 2**30:,.1f} GiB of memory are free; use smaller images "
+                         "(the course's are 28x28) or smaller sizes")
 
 
 # -------------------------------------------------------------------------------------------------
-# Loss and training: each stage (the VAE here, the refinement toward the GMM further down, and the
-# decoder alone last) is a plain function of its batch loss, run by one loop of Adam over shuffled
-# batches.
+# Loss and training: each stage (the VAE here, the refinement toward the GMM and the decoder alone
+# further down) is a plain function of its batch loss, run by one loop of Adam over shuffled batches
+# of images that are already on the training device.
 
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
@@ -477,10 +475,11 @@ BatchLoss = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # batch indices -
 
 
 def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parameter],
-               data: torch.Tensor, *, epochs: int, batch_size: int, lr: float, schedule: Schedule,
-               log: Callable) -> list[dict[str, float]]:
+               data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+               schedule: Schedule) -> list[dict[str, float]]:
     """Adam on `parameters` over `epochs` shuffled passes of the images `data` (N, H, W), minimising
-    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms."""
+    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms. The
+    terms are summed on the device and read once an epoch, so a GPU never waits for the CPU."""
     optimizer = torch.optim.Adam(parameters, lr=lr)
     scheduler = LambdaLR(optimizer, schedule(epochs * math.ceil(len(data) / batch_size)))
     history: list[dict[str, float]] = []
@@ -489,9 +488,6 @@ def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parame
         totals: dict[str, torch.Tensor] = {}
         for batch in torch.randperm(len(data), device=data.device).split(batch_size):
             terms = batch_loss(batch)
-            if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(f"the loss became {terms['loss'].item()} in {stage} "
-                                         f"{epoch}; try a smaller --lr")
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
@@ -499,79 +495,66 @@ def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parame
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0) + value.detach() * len(batch)
         means = {name: total.item() / len(data) for name, total in totals.items()}
+        if not math.isfinite(means["loss"]):
+            raise FloatingPointError(f"the loss became {means['loss']} in {stage} epoch {epoch}; "
+                                     "try a smaller --lr, or smaller loss weights")
         seconds = time.perf_counter() - start
         history.append({"stage": stage, "epoch": epoch, **means, "seconds": seconds})
         if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
             shown = "  ".join(f"{name} {value:.3f}" for name, value in means.items())
-            log(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
+            log.info(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
     return history
 
 
-def _on_device(pixels: np.ndarray) -> torch.Tensor:
-    """Images (N, H, W) as one tensor, on CUDA where there is one: batches are taken by index."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.from_numpy(pixels).to(device)
-
-
-def train_vae(pixels: np.ndarray, config: TrainConfig = DEFAULTS,
-              log: Callable = print) -> tuple[VAE, list[dict[str, float]]]:
-    """The first stage: a VAE fitted to images (N, H, W) in [0, 1] by the VAE loss; returned on the
-    CPU in eval mode, with the epochs' history."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on CUDA
-    torch.manual_seed(config.seed)
-    # An operation with no deterministic kernel (none on the CPU) warns rather than stops training.
+def training_device(name: str) -> torch.device:
+    """The device `train` runs on, set to deterministic kernels: the CPU, or with --device cuda an
+    NVIDIA GPU, tried with a tiny product first, so that a GPU this PyTorch cannot run (an old
+    card, another process's, out of memory) stops here in one line rather than in the first epoch.
+    An operation with no deterministic kernel (none on the CPU) warns rather than stops training."""
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = _on_device(pixels)
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise InputError("--device cuda: PyTorch finds no CUDA GPU here; leave --device out to "
+                         "train on the CPU")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS's first call
+    try:
+        probe = torch.ones(2, 2, device="cuda")
+        (probe @ probe).sum().item()
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise InputError(f"--device cuda: this GPU cannot run this PyTorch ({reason}); leave "
+                         "--device out to train on the CPU") from None
+    return torch.device("cuda")
+
+
+def train_vae(data: torch.Tensor, config: TrainConfig = DEFAULTS) -> tuple[VAE, list[dict]]:
+    """The first stage: a VAE fitted to the images `data` (N, H, W) in [0, 1] by the VAE loss, on
+    the device that holds them; with the epochs' history."""
+    torch.manual_seed(config.seed)
     model = VAE(data[0].numel(), config.hidden, config.latent_dim)
-    log(f"VAE parameters: {count_parameters(model):,}")
+    log.info(f"VAE parameters: {count_parameters(model):,}")
     model.to(data.device).train()
 
     def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = data[batch]
         return sampled_vae_loss(model, x, *model.encode(x), config.beta)[0]
 
-    history = run_epochs("epoch", batch_loss, model.parameters(), data, epochs=config.epochs,
-                         batch_size=config.batch_size, lr=config.lr, schedule=warmup_cosine,
-                         log=log)
-    return model.cpu().eval(), history
+    history = run_epochs("vae", batch_loss, model.parameters(), data, epochs=config.epochs,
+                         batch_size=config.batch_size, lr=config.lr, schedule=warmup_cosine)
+    return model, history
 
 
-def train_decoder(model: VAE, pixels: np.ndarray, config: TrainConfig,
-                  log: Callable) -> list[dict[str, float]]:
-    """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
-    cross-entropy, on DECODER_BATCH_FACTOR x batches. The encoder, so every code, the GMM and every
-    prediction, stay as they are. The refinement moved the codes under a decoder trained at a
-    constant rate and for the cross-entropy alone; here the decoder catches up with them, and learns
-    the sharp strokes and clean background that SSIM rewards. Images under 7x7 pixels have no SSIM
-    window, and take the cross-entropy alone. Leaves the model on the CPU in eval mode."""
-    data = _on_device(pixels)
-    pixel_count = data[0].numel()
-    scores_ssim = min(pixels.shape[1:]) >= SSIM_WINDOW and config.ssim_weight > 0
-    model.to(data.device).train()
-
-    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = data[batch]
-        with torch.no_grad():  # the encoder is held as it is
-            mean, log_var = model.encode(x)
-        terms, logits = sampled_vae_loss(model, x, mean, log_var, config.beta)
-        if scores_ssim:
-            terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
-            terms["loss"] = terms["loss"] + config.ssim_weight * pixel_count * (1 - terms["ssim"])
-        return terms
-
-    history = run_epochs("decoder", batch_loss, model.decoder.parameters(), data,
-                         epochs=config.decoder_epochs,
-                         batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
-                         schedule=warmup_cosine, log=log)
-    model.cpu().eval()
-    return history
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
 def latent_codes(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Each image's code, the mean of q(z|x), for images (N, H, W); float64, for the GMM."""
+    """Each image's code, the mean of q(z|x), for images (N, H, W), wherever the model is; float64,
+    for the GMM."""
     data = torch.from_numpy(pixels.reshape(len(pixels), -1))
-    codes = [model.encode(chunk)[0] for chunk in data.split(batch_size)]
+    codes = [model.encode(chunk.to(_device_of(model)))[0].cpu() for chunk in data.split(batch_size)]
     return torch.cat(codes).double().numpy()
 
 
@@ -579,7 +562,7 @@ def latent_codes(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.n
 def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Decode each image's code: no sampling, so the same input gives the same output."""
     codes = torch.from_numpy(latent_codes(model, pixels, batch_size)).float()
-    decoded = [model.decode(chunk) for chunk in codes.split(batch_size)]
+    decoded = [model.decode(chunk.to(_device_of(model))).cpu() for chunk in codes.split(batch_size)]
     return torch.cat(decoded).numpy().reshape(pixels.shape)
 
 
@@ -630,15 +613,6 @@ class GMM:
         return self.digits[self.log_joint(points).argmax(axis=1)]
 
 
-def has_cholesky_factor(matrix: np.ndarray) -> bool:
-    """Whether a symmetric matrix is positive definite, as GMM.log_joint needs."""
-    try:
-        np.linalg.cholesky(matrix)
-    except np.linalg.LinAlgError:
-        return False
-    return True
-
-
 def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray,
                        reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     totals = responsibilities.sum(axis=0) + 10 * np.finfo(float).eps
@@ -665,7 +639,7 @@ def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None =
     if labelled_points is None:
         labelled_points = np.empty((0, points.shape[1]))
         labelled_components = np.empty(0, int)
-    fixed = np.eye(len(start.means))[labelled_components]
+    labelled_responsibilities = np.eye(len(start.means))[labelled_components]  # one-hot: held
     all_points = np.concatenate([points, labelled_points])
     point_weights = np.concatenate([np.ones(len(points)),
                                     np.full(len(labelled_points), labelled_weight)])
@@ -683,7 +657,8 @@ def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None =
         if converged:
             break
         unlabelled = np.exp(log_joint - log_evidence[:, None])
-        responsibilities = np.concatenate([unlabelled, fixed]) * point_weights[:, None]
+        responsibilities = np.concatenate([unlabelled, labelled_responsibilities])
+        responsibilities *= point_weights[:, None]
         fitted = _maximisation_step(all_points, responsibilities, reg_covar)
         gmm = GMM(*fitted, digits=start.digits)
     return dataclasses.replace(gmm, log_likelihood_trace=np.array(trace), converged=converged)
@@ -717,9 +692,12 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
     # K clusters side by side span about K times one cluster's width along the axes that part them,
     # so one cluster's covariance starts at the codes' covariance over K squared
     start_covariance = np.cov(train_codes.T).reshape(dimensions, -1) / len(digits) ** 2
-    if not has_cholesky_factor(start_covariance):
+    try:  # GMM.log_joint's Cholesky factors
+        np.linalg.cholesky(start_covariance)
+    except np.linalg.LinAlgError:
         raise InputError("the latent codes of these images do not spread out, so no GMM can be "
-                         "fitted: are the images blank or all alike, or is --beta too large?")
+                         "fitted: are the images blank or all alike, or is --beta too large?"
+                         ) from None
     covariances = np.repeat(start_covariance[None], len(digits), axis=0)
     weights = np.full(len(digits), 1 / len(digits))
     fitted = fit_gmm(train_codes, GMM(weights, means, covariances, digits), val_codes, components)
@@ -736,14 +714,22 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
 # DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
 
 
-def gmm_log_responsibilities(codes: torch.Tensor, gmm: GMM) -> torch.Tensor:
-    """log q(k | z) under the GMM, for latent codes z, differentiable in z: (N, K)."""
-    tensor = functools.partial(torch.as_tensor, dtype=codes.dtype, device=codes.device)
-    centred = codes[:, None, :] - tensor(gmm.means)
+def gmm_log_posterior(gmm: GMM, device: torch.device,
+                      dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """log q(k | z) under the GMM, as a function of latent codes z (N, D) on `device`,
+    differentiable in z: (N, K). The GMM's arrays are inverted and moved to the device once."""
+    tensor = functools.partial(torch.as_tensor, dtype=dtype, device=device)
+    means = tensor(gmm.means)
     precisions = tensor(np.linalg.inv(gmm.covariances))
-    mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, precisions, centred)
     log_det = tensor(np.linalg.slogdet(gmm.covariances)[1])
-    return torch.log_softmax(tensor(np.log(gmm.weights)) - 0.5 * (mahalanobis + log_det), dim=1)
+    log_weights = tensor(np.log(gmm.weights))
+
+    def log_posterior(codes: torch.Tensor) -> torch.Tensor:
+        centred = codes[:, None, :] - means
+        mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, precisions, centred)
+        return torch.log_softmax(log_weights - 0.5 * (mahalanobis + log_det), dim=1)
+
+    return log_posterior
 
 
 def deskewed(pixels: np.ndarray) -> torch.Tensor:
@@ -771,13 +757,13 @@ def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
     """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x
     (JITTER_DEGREES, JITTER_SCALE, JITTER_SHIFT)."""
     uniform = torch.rand(4, len(images), device=images.device, dtype=images.dtype)
-    u = (uniform * 2 - 1) * strength
-    angle = u[0] * math.radians(JITTER_DEGREES)
-    size = 1 + JITTER_SCALE * u[1]
+    amounts = (uniform * 2 - 1) * strength  # turn, scale, two shifts: in [-1, 1] x strength
+    angle = amounts[0] * math.radians(JITTER_DEGREES)
+    size = 1 + JITTER_SCALE * amounts[1]
     aspect = (images.shape[2] - 1) / (images.shape[3] - 1)  # a turn of pixels, not of [-1, 1]^2
     cos = torch.cos(angle) * size
     sin = torch.sin(angle) * size
-    shift = JITTER_SHIFT * u[2:]
+    shift = JITTER_SHIFT * amounts[2:]
     matrices = torch.stack([cos, -sin * aspect, shift[0], sin / aspect, cos, shift[1]], 1)
     grid = F.affine_grid(matrices.view(-1, 2, 3), list(images.shape), align_corners=True)
     return F.grid_sample(images, grid, align_corners=True)
@@ -817,37 +803,69 @@ def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
     """Each training image's component: the GMM's posteriors of the codes, propagated over the
     images' neighbours."""
     codes = torch.from_numpy(latent_codes(model, pixels))
-    posteriors = gmm_log_responsibilities(codes, gmm).exp()
+    posteriors = gmm_log_posterior(gmm, codes.device, codes.dtype)(codes).exp()
     return propagate(posteriors, neighbours).argmax(dim=1)
 
 
-def refine_toward_gmm(model: VAE, pixels: np.ndarray, targets: torch.Tensor, gmm: GMM,
-                      config: TrainConfig, log: Callable) -> list[dict[str, float]]:
-    """A round of the refinement: `model` trains on at a constant rate with the cluster loss beside
-    the VAE loss, the cross-entropy of each image's target component, averaged over its code and a
-    jittered view's. Leaves the model on the CPU in eval mode; returns the history."""
-    data = _on_device(pixels)
+def refine_toward_gmm(model: VAE, data: torch.Tensor, targets: torch.Tensor, gmm: GMM,
+                      config: TrainConfig) -> list[dict[str, float]]:
+    """A round of the refinement: `model` trains on the images `data` at a constant rate with the
+    cluster loss beside the VAE loss, the cross-entropy of each image's target component, averaged
+    over its code and a jittered view's; returns the history."""
     targets = targets.to(data.device)
-    model.to(data.device).train()
+    log_posterior = gmm_log_posterior(gmm, data.device, data.dtype)
+    model.train()
 
     def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = data[batch]
         codes, log_var = model.encode(x)
         terms, _ = sampled_vae_loss(model, x, codes, log_var, config.beta)
         view_codes = model.encode(jittered(x[:, None], config.refine_jitter))[0]
-        log_q = gmm_log_responsibilities(torch.cat([codes, view_codes]), gmm)
+        log_q = log_posterior(torch.cat([codes, view_codes]))
         terms["cluster"] = config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
         terms["loss"] = terms["loss"] + terms["cluster"]
         return terms
 
     batches_per_epoch = math.ceil(len(data) / config.batch_size)
     epochs = max(1, round(config.refine_steps / batches_per_epoch))
-    history = run_epochs("refine", batch_loss, model.parameters(), data, epochs=epochs,
-                         batch_size=config.batch_size, lr=config.refine_lr,
-                         schedule=constant_rate, log=log)
-    model.cpu().eval()
-    return history
+    return run_epochs("refine", batch_loss, model.parameters(), data, epochs=epochs,
+                      batch_size=config.batch_size, lr=config.refine_lr, schedule=constant_rate)
 
+
+# -------------------------------------------------------------------------------------------------
+# Reconstruction: last, the decoder alone trains for the course's reconstruction scores.
+
+
+def train_decoder(model: VAE, data: torch.Tensor, config: TrainConfig) -> list[dict[str, float]]:
+    """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
+    cross-entropy, on DECODER_BATCH_FACTOR x batches. The encoder, so every code, the GMM and every
+    prediction, stay as they are. The refinement moved the codes under a decoder trained at a
+    constant rate and for the cross-entropy alone; here the decoder catches up with them, and learns
+    the sharp strokes and clean background that SSIM rewards. Images under 7x7 pixels have no SSIM
+    window, and take the cross-entropy alone."""
+    pixel_count = data[0].numel()
+    scores_ssim = min(data.shape[1:]) >= SSIM_WINDOW and config.ssim_weight > 0
+    model.train()
+
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        with torch.no_grad():  # the encoder is held as it is
+            mean, log_var = model.encode(x)
+        terms, logits = sampled_vae_loss(model, x, mean, log_var, config.beta)
+        if scores_ssim:
+            terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
+            terms["loss"] = terms["loss"] + config.ssim_weight * pixel_count * (1 - terms["ssim"])
+        return terms
+
+    return run_epochs("decoder", batch_loss, model.decoder.parameters(), data,
+                      epochs=config.decoder_epochs,
+                      batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
+                      schedule=warmup_cosine)
+
+
+# -------------------------------------------------------------------------------------------------
+# The method: the stages in their order, and the check of the labelled images after every GMM fit,
+# which starts training again where the codes have merged two digits.
 
 RESTART_SEED_STEP = 1000  # restart r trains from seed + 1000 r: another trajectory, reproducibly
 
@@ -883,86 +901,115 @@ def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
     return best
 
 
-RoundWatcher = Callable[[VAE, GMM, np.ndarray], None]
+class LabelledCheck(NamedTuple):
+    """What the labelled images said after a GMM fit, and what was done (vae_history.json keeps
+    each)."""
+    seed: int
+    stage: str
+    em_iterations: int
+    wrong: list[int]  # the labelled images the fitted GMM gives another digit
+    merged: list[int]  # the digits most of whose labelled images it gives another
+    action: str  # "none", "refit" (from single labelled images), "restart" or "keep"
+
+    def outcome(self) -> str:
+        """The action, in words."""
+        merged = "odd images, none merged"
+        if self.merged:
+            merged = f"the codes merge digit {self.merged[0]} into another"
+        return {"none": "none", "refit": "GMM refitted from single labelled images",
+                "restart": f"restart: {merged}", "keep": f"kept: {merged}"}[self.action]
+
+
+def checked_gmm(model: VAE, train_pixels: np.ndarray, val_pixels: np.ndarray,
+                val_labels: np.ndarray, *, seed: int, stage: str,
+                can_restart: bool) -> tuple[GMM, LabelledCheck]:
+    """A GMM fitted to the model's codes, one component per digit, and what its labelled images
+    call for: nothing where all are right; else the remedy's GMM where one gets them all right;
+    else, where a digit is merged, a restart if one is left; else keeping the GMM as it is. Returns
+    the GMM to go on with, and the check."""
+    train_codes = latent_codes(model, train_pixels)
+    val_codes = latent_codes(model, val_pixels)
+    gmm = fit_digit_gmm(train_codes, val_codes, val_labels)
+    wrong = wrong_labelled(gmm, val_codes, val_labels).tolist()
+    merged = merged_digits(gmm, val_codes, val_labels)
+    check = functools.partial(LabelledCheck, seed, stage, gmm.n_iter, wrong, merged)
+    if not wrong:
+        return gmm, check("none")
+    remedy = refit_from_labelled_images(train_codes, val_codes, val_labels)
+    if remedy is not None:
+        return remedy, check("refit")
+    if merged and can_restart:
+        return gmm, check("restart")
+    return gmm, check("keep")
+
+
+class Restart(Exception):
+    """The codes merged two digits: training starts again from a derived seed."""
 
 
 class Fit(NamedTuple):
-    model: VAE
+    model: VAE  # on the CPU, in eval mode
     gmm: GMM
     history: list[dict]  # the loss terms per epoch
-    checks: list[dict]  # what the labelled images said after each GMM fit, and what was done
+    checks: list[LabelledCheck]  # after each GMM fit, of every training
 
 
-def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                   config: TrainConfig = DEFAULTS, log: Callable = print,
-                   after_round: RoundWatcher | None = None) -> Fit:
-    """The whole method: the VAE, the GMM, the refinement toward it with the GMM fitted again after
-    each round, then the decoder alone, for reconstruction. After every GMM fit the labelled images
-    are checked; where the codes have merged two digits, training starts again from a derived seed,
-    at most `config.restarts` times, and the last training is kept whatever it gives.
-    `after_round(model, gmm, target digits)`, where given, sees each round's outcome: for
-    diagnostics (scripts/limits.py)."""
-    checks: list[dict] = []
-    for restart in range(config.restarts + 1):
-        seed = config.seed + restart * RESTART_SEED_STEP
-        if restart:
-            log(f"restart {restart} of {config.restarts}: training again from seed {seed}")
-        attempt = dataclasses.replace(config, seed=seed)
-        is_last = restart == config.restarts
-        fit = _fit_one_training(train_pixels, val_pixels, val_labels, attempt, log, after_round,
-                                checks, give_up_on_merge=not is_last)
-        if fit is not None:
-            return fit
-    raise AssertionError("the last training is always kept")
+def train_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
+                     config: TrainConfig, checks: list[LabelledCheck], can_restart: bool) -> Fit:
+    """The method from config.seed, on config.device: the VAE, a first GMM, the refinement rounds
+    with a GMM fitted after each, then the decoder alone. After every GMM fit the labelled images
+    are checked and the check appended to `checks`; raises Restart where they show two digits merged
+    and `can_restart`."""
+    data = torch.from_numpy(train_pixels).to(training_device(config.device))
 
-
-def _fit_one_training(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                      config: TrainConfig, log: Callable, after_round: RoundWatcher | None,
-                      checks: list[dict], give_up_on_merge: bool) -> Fit | None:
-    """fit_classifier's work from one seed; None where the codes merged two digits and
-    `give_up_on_merge`."""
-    model, history = train_vae(train_pixels, config, log)
-
-    def checked_gmm(stage: str) -> GMM | None:
-        train_codes = latent_codes(model, train_pixels)
-        val_codes = latent_codes(model, val_pixels)
-        gmm = fit_digit_gmm(train_codes, val_codes, val_labels)
-        wrong = wrong_labelled(gmm, val_codes, val_labels)
-        check = {"seed": config.seed, "stage": stage, "em_iterations": gmm.n_iter,
-                 "wrong": wrong.tolist(), "action": "none"}
-        if len(wrong):
-            remedy = refit_from_labelled_images(train_codes, val_codes, val_labels)
-            merged = merged_digits(gmm, val_codes, val_labels) if remedy is None else []
-            if remedy is not None:
-                gmm, check["action"] = remedy, "GMM refitted from single labelled images"
-            elif merged and give_up_on_merge:
-                check["action"] = f"restart: the codes merge digit {merged[0]} into another"
-            elif merged:
-                check["action"] = "kept: no restart left"
-            else:
-                check["action"] = "kept: odd images, no digit merged"
+    def fitted_gmm(model: VAE, stage: str) -> GMM:
+        gmm, check = checked_gmm(model, train_pixels, val_pixels, val_labels, seed=config.seed,
+                                 stage=stage, can_restart=can_restart)
         checks.append(check)
-        log(f"labelled images after the {stage}: {len(val_labels) - len(wrong)} of "
-            f"{len(val_labels)} right; {check['action']}")
-        return None if check["action"].startswith("restart") else gmm
+        right = len(val_labels) - len(check.wrong)
+        log.info(f"labelled images after the {stage}: {right} of {len(val_labels)} right; "
+                 f"{check.outcome()}")
+        if check.action == "restart":
+            raise Restart
+        return gmm
 
-    gmm = checked_gmm("first GMM fit")
-    if gmm is None:
-        return None
+    # 1. The VAE learns the codes from the training images alone.
+    model, history = train_vae(data, config)
+    # 2. A first GMM: one component per digit, its labelled images held in it.
+    gmm = fitted_gmm(model, "first GMM fit")
+    # 3. Refinement: each code is pulled toward the component that its image's nearest images agree
+    #    on, and the GMM is fitted again.
     if config.refine_rounds:
         neighbours = nearest_images(train_pixels, config.refine_neighbours)
     for round_number in range(1, config.refine_rounds + 1):
         targets = propagated_targets(model, train_pixels, neighbours, gmm)
-        history += refine_toward_gmm(model, train_pixels, targets, gmm, config, log)
-        target_digits = gmm.digits[targets.numpy()]
-        gmm = checked_gmm(f"refinement round {round_number}")
-        if gmm is None:
-            return None
-        if after_round is not None:
-            after_round(model, gmm, target_digits)
+        history += refine_toward_gmm(model, data, targets, gmm, config)
+        gmm = fitted_gmm(model, f"refinement round {round_number}")
+    # 4. The decoder alone, for reconstruction: no code moves, so no prediction does.
     if config.decoder_epochs:
-        history += train_decoder(model, train_pixels, config, log)
-    return Fit(model, gmm, history, checks)
+        history += train_decoder(model, data, config)
+    return Fit(model.cpu().eval(), gmm, history, checks)
+
+
+def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
+                   config: TrainConfig = DEFAULTS) -> Fit:
+    """The whole method, from config.seed; where the labelled images show two digits merged, again
+    from seed + RESTART_SEED_STEP x r, at most config.restarts times, the last training kept
+    whatever it gives."""
+    checks: list[LabelledCheck] = []
+
+    def attempt(restart: int) -> TrainConfig:
+        return dataclasses.replace(config, seed=config.seed + restart * RESTART_SEED_STEP)
+
+    for restart in range(config.restarts):
+        try:
+            return train_classifier(train_pixels, val_pixels, val_labels, attempt(restart), checks,
+                                    can_restart=True)
+        except Restart:
+            log.info(f"restart {restart + 1} of {config.restarts}: training again from seed "
+                     f"{attempt(restart + 1).seed}")
+    return train_classifier(train_pixels, val_pixels, val_labels, attempt(config.restarts), checks,
+                            can_restart=False)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1042,79 +1089,31 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def gmm_file_contents(gmm: GMM, image_shape: tuple[int, ...], fingerprint: str) -> dict:
+GMM_ARRAYS = ("weights", "means", "covariances", "digits")  # the classifier, in the file
+
+
+def gmm_fingerprint(model_fingerprint: str, contents: dict) -> str:
+    """A hash of the model's fingerprint and the GMM's arrays as a GMM file holds them: what train
+    wrote together, so that loading can trust the pair whole."""
+    digest = hashlib.sha256(model_fingerprint.encode())
+    for key in GMM_ARRAYS:
+        value = np.asarray(contents[key])
+        digest.update(f"{key} {value.dtype.str} {value.shape}".encode() + value.tobytes())
+    return digest.hexdigest()
+
+
+def gmm_file_contents(gmm: GMM, model_fingerprint: str) -> dict:
     """What gmm_params.pkl holds: a plain dict of NumPy arrays (and EM's count and flag, and the
-    fingerprint of the weights the GMM belongs to), which any Python with NumPy reads."""
-    return {"weights": gmm.weights, "means": gmm.means, "covariances": gmm.covariances,
-            "log_likelihood_trace": gmm.log_likelihood_trace, "n_iter": gmm.n_iter,
-            "converged": gmm.converged, "digits": gmm.digits, "image_shape": np.array(image_shape),
-            "vae_sha256": fingerprint}
+    fingerprint that pairs it with its model), which any Python with NumPy reads."""
+    contents = {"weights": gmm.weights, "means": gmm.means, "covariances": gmm.covariances,
+                "digits": gmm.digits, "log_likelihood_trace": gmm.log_likelihood_trace,
+                "n_iter": gmm.n_iter, "converged": gmm.converged}
+    return {**contents, "fingerprint": gmm_fingerprint(model_fingerprint, contents)}
 
 
-# what loading needs: EM's record, which the classifier never reads, may be missing
-GMM_FILE_KEYS = ("weights", "means", "covariances", "digits", "image_shape", "vae_sha256")
-GMM_WEIGHTS_SUM_TOLERANCE = 1e-3  # room for weights stored at half precision
-GMM_SYMMETRY_TOLERANCE = 1e-6  # of a covariance's largest entry
-
-
-def _real_array(contents: dict, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
-    """contents[key] as float64, refused unless it is a finite real array of `shape`."""
-    value = contents[key]
-    if not isinstance(value, np.ndarray):
-        raise InputError(f"{path}: '{key}' must be an array of shape {shape}, found a "
-                         f"{type(value).__name__}; train again to write a sound GMM")
-    is_real = np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
-    if not is_real or value.shape != shape:
-        raise InputError(f"{path}: '{key}' must be real numbers of shape {shape} for this model, "
-                         f"found {value.dtype} of shape {value.shape}; train again")
-    value = value.astype(np.float64)
-    if not np.all(np.isfinite(value)):
-        raise InputError(f"{path}: '{key}' holds NaN or infinite values; train again")
-    return value
-
-
-def check_gmm(contents: object, path: str, model: VAE, fingerprint: str) -> GMM:
-    """The GMM that a file's contents describe, checked whole against `model`, its arrays as float64
-    and int64: every fault named with the file, the field and the remedy."""
-    if not isinstance(contents, dict):
-        raise InputError(f"{path}: not a GMM file saved by this program (a "
-                         f"{type(contents).__name__}, not a dict); train again to write one")
-    missing = [key for key in GMM_FILE_KEYS if key not in contents]
-    if missing:
-        raise InputError(f"{path}: not a GMM file saved by this program (no {', '.join(missing)}); "
-                         "train again to write one")
-    digits = contents["digits"]
-    if not (isinstance(digits, np.ndarray) and digits.ndim == 1 and len(digits) >= 2
-            and np.issubdtype(digits.dtype, np.integer)):
-        raise InputError(f"{path}: 'digits' must be a 1-D array of whole numbers, one per "
-                         "component; train again")
-    components, dimensions = len(digits), model.latent_dim
-    weights = _real_array(contents, "weights", (components,), path)
-    means = _real_array(contents, "means", (components, dimensions), path)
-    covariances = _real_array(contents, "covariances", (components, dimensions, dimensions), path)
-    if np.any(weights <= 0) or abs(weights.sum() - 1) > GMM_WEIGHTS_SUM_TOLERANCE:
-        raise InputError(f"{path}: 'weights' must be positive and sum to 1, found "
-                         f"{np.array2string(weights, precision=4)}; train again")
-    for component, (digit, covariance) in enumerate(zip(digits, covariances)):
-        asymmetry = np.abs(covariance - covariance.T).max()
-        is_symmetric = asymmetry <= GMM_SYMMETRY_TOLERANCE * np.abs(covariance).max()
-        if not (is_symmetric and has_cholesky_factor(covariance)):
-            raise InputError(f"{path}: the covariance of component {component} (digit {digit}) is "
-                             "not symmetric positive definite; train again to refit the GMM")
-    image_shape = contents["image_shape"]
-    if not (isinstance(image_shape, np.ndarray) and image_shape.ndim == 1
-            and np.issubdtype(image_shape.dtype, np.integer)
-            and math.prod(image_shape.tolist()) == model.input_dim):
-        raise InputError(f"{path}: 'image_shape' does not match the model's {model.input_dim} "
-                         "pixels; train both together")
-    if not isinstance(contents["vae_sha256"], str) or contents["vae_sha256"] != fingerprint:
-        raise InputError(f"{path}: this GMM was fitted with a different vae.pth; "
-                         "train both together")
-    return GMM(weights, means, covariances, digits.astype(np.int64))
-
-
-def load_gmm(path: str, model: VAE, fingerprint: str) -> GMM:
-    """The GMM of a gmm_params.pkl, read without running code, and checked against `model`."""
+def load_gmm(path: str, model_fingerprint: str) -> GMM:
+    """The GMM of a gmm_params.pkl, read without running code: trusted whole where its fingerprint
+    shows that train wrote it with the model of `model_fingerprint`, refused otherwise."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such GMM file (train one first)")
     try:
@@ -1122,11 +1121,30 @@ def load_gmm(path: str, model: VAE, fingerprint: str) -> GMM:
             contents = _PlainDataUnpickler(handle).load()
     except Exception as error:
         raise InputError(f"{path}: not a GMM file saved by this program ({error})") from None
-    return check_gmm(contents, path, model, fingerprint)
+    keys = [*GMM_ARRAYS, "fingerprint"]
+    if not (isinstance(contents, dict) and all(key in contents for key in keys)):
+        raise InputError(f"{path}: not a GMM file saved by this program (no {', '.join(keys)}); "
+                         "train again to write one")
+    fingerprint = contents["fingerprint"]
+    expected = gmm_fingerprint(model_fingerprint, contents)
+    if not (isinstance(fingerprint, str) and fingerprint == expected):
+        raise InputError(f"{path}: this GMM was fitted with a different vae.pth, or changed since; "
+                         "train both together")
+    return GMM(*(contents[key] for key in GMM_ARRAYS))
 
 
 # -------------------------------------------------------------------------------------------------
 # Commands.
+
+
+def processor() -> str:
+    """The CPU's model name: with the PyTorch release and the thread count, what fixes the last bits
+    of the weights a training gives."""
+    with contextlib.suppress(OSError, StopIteration):
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = (line.split(":")[1] for line in cpuinfo if line.startswith("model name"))
+            return next(names).strip()
+    return platform.processor() or platform.machine()
 
 
 def history_path(vae_path: str) -> str:
@@ -1134,7 +1152,12 @@ def history_path(vae_path: str) -> str:
     return os.path.splitext(vae_path)[0] + "_history.json"
 
 
-def _check_train_inputs(train: Images, validation: Images, train_path: str, val_path: str) -> None:
+def _check_train_inputs(train: Images, validation: Images, config: TrainConfig, train_path: str,
+                        val_path: str) -> None:
+    try:
+        check_model_fits(train.pixels.shape[1:], config)
+    except InputError as error:
+        raise InputError(f"{train_path}: {error}") from None
     if train.pixels.shape[1:] != validation.pixels.shape[1:]:
         raise InputError(f"{val_path}: validation images are {validation.pixels.shape[1:]} but "
                          f"training images are {train.pixels.shape[1:]}")
@@ -1149,7 +1172,7 @@ def _check_train_inputs(train: Images, validation: Images, train_path: str, val_
 
 
 def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
-                  config: TrainConfig, log: Callable) -> None:
+                  config: TrainConfig) -> None:
     outputs = (vae_path, gmm_path, history_path(vae_path))
     for path in outputs:
         check_writable(path)
@@ -1157,33 +1180,29 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
     input_paths = {os.path.realpath(path) for path in (train_path, val_path)}
     if len(output_paths) != len(outputs) or output_paths & input_paths:
         raise InputError("the output paths must differ from each other and from the inputs")
+    training_device(config.device)  # a GPU asked for that cannot run says so before any reading
     train = load_images(train_path, labels="ignore")
-    check_model_fits(train.pixels.shape[1:], config, train_path)
     validation = load_images(val_path, labels="required")
-    _check_train_inputs(train, validation, train_path, val_path)
+    _check_train_inputs(train, validation, config, train_path, val_path)
     height, width = train.pixels.shape[1:]
     digits = np.unique(validation.labels).tolist()
-    log(f"training on {len(train.pixels)} images of {height}x{width}; "
-        f"digits {digits} from {len(validation.pixels)} validation images")
+    log.info(f"training on {len(train.pixels)} images of {height}x{width}; "
+             f"digits {digits} from {len(validation.pixels)} validation images")
     try:
         model, gmm, history, checks = fit_classifier(train.pixels, validation.pixels,
-                                                     validation.labels, config, log)
-    except InputError as error:  # what the training images led to
+                                                     validation.labels, config)
+    except InputError as error:  # codes that do not spread out: what the training images led to
         raise InputError(f"{train_path}: {error}") from None
-    if not all(np.all(np.isfinite(values)) for values in (gmm.weights, gmm.means, gmm.covariances)):
-        raise FloatingPointError("the GMM fit produced NaN; the latent codes are degenerate "
-                                 "(train longer?)")
     state = model.state_dict()
-    gmm_contents = gmm_file_contents(gmm, train.pixels.shape[1:], state_fingerprint(state))
-    val_codes = latent_codes(model, validation.pixels)
-    val_predictions = gmm.predict(val_codes)
-    accuracy = float(np.mean(val_predictions == validation.labels))
-    log(f"GMM: {gmm.n_iter} EM iterations, converged {gmm.converged}, "
-        f"validation accuracy {accuracy:.3f}")
+    gmm_contents = gmm_file_contents(gmm, state_fingerprint(state))
+    accuracy = np.mean(gmm.predict(latent_codes(model, validation.pixels)) == validation.labels)
+    log.info(f"GMM: {gmm.n_iter} EM iterations, converged {gmm.converged}, "
+             f"validation accuracy {accuracy:.3f}")
     weights = io.BytesIO()  # serialised first: a failed write reports the OSError on every torch
     torch.save(state, weights)
     record = {"epochs": history, "config": dataclasses.asdict(config), "torch": torch.__version__,
-              "labelled_checks": checks}
+              "processor": processor(), "threads": torch.get_num_threads(),
+              "labelled_checks": [check._asdict() for check in checks]}
     with atomic_outputs(*outputs) as (vae_temporary, gmm_temporary, history_temporary):
         with open(vae_temporary, "wb") as handle:
             handle.write(weights.getbuffer())
@@ -1191,20 +1210,17 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
             pickle.dump(gmm_contents, handle, protocol=4)
         with open(history_temporary, "w") as handle:
             json.dump(record, handle, indent=1)
-    log(f"saved {', '.join(outputs)}")
-    wrong = np.flatnonzero(val_predictions != validation.labels)
-    if len(wrong):
-        trainings = 1 + sum(check["action"].startswith("restart") for check in checks)
-        merged = merged_digits(gmm, val_codes, validation.labels)
-        outlook = ""
-        if merged:
-            outlook = f", but digit {merged[0]} is merged into another: expect a low score"
-        print(f"vae.py: warning: after {trainings} training(s) the GMM still gives {len(wrong)} of "
-              f"the {len(validation.labels)} labelled images of {val_path} another digit (images "
-              f"{', '.join(map(str, wrong))}); the files are written{outlook}", file=sys.stderr)
+    log.info(f"saved {', '.join(outputs)}")
+    last = checks[-1]
+    if last.action == "keep":  # the GMM written still gives these labelled images another digit
+        trainings = len({check.seed for check in checks})
+        print(f"vae.py: warning: after {trainings} training(s) the GMM still gives "
+              f"{len(last.wrong)} of the {len(validation.labels)} labelled images of {val_path} "
+              f"another digit (images {', '.join(map(str, last.wrong))}; {last.outcome()}); the "
+              "files are written", file=sys.stderr)
 
 
-def command_test_reconstruction(data_path: str, vae_path: str, log: Callable) -> None:
+def command_test_reconstruction(data_path: str, vae_path: str) -> None:
     check_writable(RECONSTRUCTION_FILE)
     model, _ = load_model(vae_path)
     images = load_images(data_path, model.input_dim, labels="ignore")
@@ -1213,20 +1229,20 @@ def command_test_reconstruction(data_path: str, vae_path: str, log: Callable) ->
     with atomic_outputs(RECONSTRUCTION_FILE) as (temporary,):
         with open(temporary, "wb") as handle:
             np.savez(handle, data=output, arr_0=output)
-    log(f"wrote {RECONSTRUCTION_FILE}: {len(images.pixels)} reconstructions")
+    log.info(f"wrote {RECONSTRUCTION_FILE}: {len(images.pixels)} reconstructions")
 
 
-def command_test_classifier(data_path: str, vae_path: str, gmm_path: str, log: Callable) -> None:
+def command_test_classifier(data_path: str, vae_path: str, gmm_path: str) -> None:
     check_writable(PREDICTIONS_FILE)
     model, fingerprint = load_model(vae_path)
-    gmm = load_gmm(gmm_path, model, fingerprint)
+    gmm = load_gmm(gmm_path, fingerprint)
     images = load_images(data_path, model.input_dim, labels="ignore")
     predictions = gmm.predict(latent_codes(model, images.pixels))
     with atomic_outputs(PREDICTIONS_FILE) as (temporary,):
         with open(temporary, "w") as handle:
             handle.write(PREDICTIONS_HEADER + "\n")
             handle.writelines(f"{digit}\n" for digit in predictions)
-    log(f"wrote {PREDICTIONS_FILE}: {len(predictions)} predictions")
+    log.info(f"wrote {PREDICTIONS_FILE}: {len(predictions)} predictions")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1293,22 +1309,21 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def print_nothing(*_: object) -> None:
-    """The log of --quiet."""
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     args = parse_args(argv)
-    log = print_nothing if args.quiet else functools.partial(print, flush=True)
+    printer = logging.StreamHandler(sys.stdout)  # the sys.stdout of this call, flushed per line
+    log.addHandler(printer)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    log.propagate = False  # printed here alone, not again by a caller's logging set-up
     try:
         if args.mode == "train":
-            command_train(*args.paths, config_from(args), log)
+            command_train(*args.paths, config_from(args))
         elif args.mode == "test_reconstruction":
-            command_test_reconstruction(*args.paths, log)
+            command_test_reconstruction(*args.paths)
         else:
-            command_test_classifier(*args.paths, log)
+            command_test_classifier(*args.paths)
     except KeyboardInterrupt:
         print("vae.py: interrupted; no output was written", file=sys.stderr)
         return 130
@@ -1323,6 +1338,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vae.py: error: unexpected {type(error).__name__}: {error} (a bug in vae.py: please "
               "report this, with the command that caused it)", file=sys.stderr)
         return 1
+    finally:
+        log.removeHandler(printer)
     return 0
 
 

@@ -70,7 +70,7 @@ def page_data(train_path: str, val_path: str, vae_path: str, gmm_path: str, max_
     if model.latent_dim != 2:
         raise vae.InputError(f"{vae_path}: the explorer draws a 2-D latent space; this model's is "
                              f"{model.latent_dim}-D")
-    gmm = vae.load_gmm(gmm_path, model, fingerprint)
+    gmm = vae.load_gmm(gmm_path, fingerprint)
     train = vae.load_images(train_path, model.input_dim, labels="ignore")
     validation = vae.load_images(val_path, model.input_dim, labels="required")
     train_codes = vae.latent_codes(model, train.pixels)

@@ -4,23 +4,24 @@ Trains vae.py's default classifier on the benchmark's development part of the co
 seed and validation draw (the refinement toward the GMM depends on the draw), and prints three tables:
 
 - classification: the GMM's F1avg over the benchmark's validation draws, next to a k-nearest-
-  neighbour classifier given every training label, in the latent space and in pixel space;
+  neighbour classifier given every training label, in the latent space and in pixel space; and the
+  ceiling of a 2-D code: an encoder of vae.py's shape (MLP 784-512-256-2), and a small CNN, each
+  trained on every training label, then classified as vae.py classifies, by one Gaussian per digit;
 - the refinement's gaps, for the model of draw 0: how often its neighbour graph would be right if it
   knew every label, how often each round's propagated targets are right, how often the GMM of the
   training codes is right and agrees with the targets, and the held-out score;
 - reconstruction: 1 - MSE and SSIM on the images the VAE trained on and on held-out images.
 
-    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 40 minutes
-    python scripts/limits.py --draws 1        # draw 0 only: about 8 minutes
+    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: about 50 minutes
+    python scripts/limits.py --draws 1        # draw 0 only: about 20 minutes
 
-The kNN classifiers read the training labels, which vae.py never does: they measure how well the
-digits can be told apart in a space, not a method anyone could submit.
+The kNN classifiers and the supervised encoders read the training labels, which vae.py never does:
+they measure how well the digits can be told apart in a space, not a method anyone could submit.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from course_data import add_course_file_argument, read_course_file, split_course_file, validation_and_test
 from score import classification_scores, print_table, reconstruction_scores
@@ -64,12 +66,73 @@ def graph_vote_accuracy(pixels: np.ndarray, labels: torch.Tensor, k: int) -> flo
     return (votes == labels).double().mean().item()
 
 
-def record_round(rounds: list[list[float]], pixels: np.ndarray, truth: np.ndarray, model: vae.VAE, gmm: vae.GMM,
-                 targets: np.ndarray) -> None:
-    """After a round of the refinement: how often its targets are right, how often the GMM of the training codes
-    is right, and how often it agrees with the targets."""
-    predicted = gmm.predict(vae.latent_codes(model, pixels))
-    rounds.append([np.mean(targets == truth), np.mean(predicted == truth), np.mean(predicted == targets)])
+def traced_fit(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray, config: vae.TrainConfig,
+               truth: np.ndarray) -> tuple[vae.VAE, vae.GMM, list[list[float]]]:
+    """vae.py's method, its stages called as train_classifier calls them, without the labelled images' checks (for
+    the defaults on this split they never act), recording after each refinement round how often its targets are
+    right, how often the GMM of the training codes is right, and how often the two agree."""
+    data = torch.from_numpy(train_pixels)
+    model, _ = vae.train_vae(data, config)
+
+    def digit_gmm() -> vae.GMM:
+        return vae.fit_digit_gmm(vae.latent_codes(model, train_pixels), vae.latent_codes(model, val_pixels), val_labels)
+
+    gmm = digit_gmm()
+    neighbours = vae.nearest_images(train_pixels, config.refine_neighbours)
+    rounds = []
+    for _ in range(config.refine_rounds):
+        targets = vae.propagated_targets(model, train_pixels, neighbours, gmm)
+        target_digits = gmm.digits[targets.numpy()]
+        vae.refine_toward_gmm(model, data, targets, gmm, config)
+        gmm = digit_gmm()
+        predicted = gmm.predict(vae.latent_codes(model, train_pixels))
+        agreement = [target_digits == truth, predicted == truth, predicted == target_digits]
+        rounds.append([np.mean(matches) for matches in agreement])
+    vae.train_decoder(model, data, config)
+    return model.eval(), gmm, rounds
+
+
+SUPERVISED_EPOCHS = 8
+SUPERVISED_LR = 1e-3
+
+
+def small_cnn() -> nn.Module:
+    """Conv 32, pool, conv 64, pool, 256, then a 2-D code: for 28x28 images."""
+    return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 2))
+
+
+def vae_shaped_encoder() -> nn.Module:
+    """vae.py's encoder to the mean of its code: MLP 784-512-256-2, ELU."""
+    model = vae.VAE()
+    return nn.Sequential(model.encoder, model.to_mean)
+
+
+def supervised_code_f1(encoder: nn.Module, train_pixels: np.ndarray, train_labels: np.ndarray,
+                       held_pixels: np.ndarray, held_labels: np.ndarray) -> float:
+    """The ceiling of a 2-D code: `encoder` trained on every training label (cross-entropy through a linear head on
+    its code), then its held-out codes classified as vae.py classifies them, by one Gaussian per digit fitted to the
+    training codes; the held-out F1avg."""
+    digits = np.unique(train_labels)
+    head = nn.Linear(2, len(digits))
+    inputs = torch.from_numpy(train_pixels.reshape(len(train_pixels), -1))
+    targets = torch.from_numpy(np.searchsorted(digits, train_labels))
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=SUPERVISED_LR)
+    for _ in range(SUPERVISED_EPOCHS):
+        for batch in torch.randperm(len(inputs)).split(vae.DEFAULTS.batch_size):
+            loss = F.cross_entropy(head(encoder(inputs[batch])), targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        train_codes = encoder(inputs).double().numpy()
+        held_codes = encoder(torch.from_numpy(held_pixels.reshape(len(held_pixels), -1))).double().numpy()
+    members = [train_codes[train_labels == digit] for digit in digits]
+    gaussians = vae.GMM(weights=np.array([len(codes) for codes in members]) / len(train_codes),
+                        means=np.stack([codes.mean(axis=0) for codes in members]),
+                        covariances=np.stack([np.cov(codes.T, bias=True) for codes in members]), digits=digits)
+    return classification_scores(held_labels, gaussians.predict(held_codes))["F1avg"]
 
 
 def main() -> None:
@@ -98,6 +161,7 @@ def main() -> None:
     ]
     graph = graph_vote_accuracy(train_pixels, train_labels, vae.DEFAULTS.refine_neighbours)
     gaps = []
+    supervised = []
     reconstruction = []
     every_fourth = np.arange(0, len(train), 4)
     for seed in args.seeds:
@@ -107,10 +171,11 @@ def main() -> None:
         for draw in range(args.draws):
             validation, test = validation_and_test(labels, held_out, draw)
             validation_pixels = held_pixels[[position[i] for i in validation]]
-            rounds: list[list[float]] = []  # the gaps are reported for draw 0's model only
-            after_round = functools.partial(record_round, rounds, train_pixels, labels[train]) if draw == 0 else None
-            model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config,
-                                               log=vae.print_nothing, after_round=after_round)
+            if draw == 0:  # the gaps are reported for draw 0's model only
+                model, gmm, rounds = traced_fit(train_pixels, validation_pixels, labels[validation], config,
+                                                labels[train])
+            else:
+                model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config)
             predicted = gmm.predict(vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
             scores.append(classification_scores(labels[test], predicted)["F1avg"])
             if draw == 0:  # the gaps, the space and the reconstructions of the model that draw 0 trained
@@ -123,11 +188,17 @@ def main() -> None:
                 unseen = reconstruction_scores(images[held_out], vae.reconstruct(model, held_pixels))
         classification.append([f"latent, seed {seed}", f"{np.mean(scores):.4f}", f"{np.min(scores):.4f}",
                                f"{knn:.4f}"])
+        for name, encoder in (("MLP 784-512-256-2", vae_shaped_encoder), ("small CNN", small_cnn)):
+            torch.manual_seed(seed)
+            f1 = supervised_code_f1(encoder(), train_pixels, labels[train], held_pixels, labels[held_out])
+            supervised.append([f"{name}, seed {seed}", f"{f1:.4f}"])
         reconstruction.append([f"seed {seed}", f"{seen['1-MSE']:.4f}", f"{seen['SSIM']:.4f}",
                                f"{unseen['1-MSE']:.4f}", f"{unseen['SSIM']:.4f}"])
         print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     print(f"\ntraining images {len(train)}, held-out images {len(held_out)}, {args.draws} validation draws per seed\n")
     print_table(["space", "GMM F1avg mean", "GMM F1avg min", f"{NEIGHBOURS}-NN accuracy, all labels"], classification)
+    print()
+    print_table(["2-D code trained on every label, one Gaussian per digit", "held-out F1avg"], supervised)
     print()
     print_table(["model", "round", f"graph's {vae.DEFAULTS.refine_neighbours}-NN vote, all labels", "targets right",
                  "training codes' GMM right", "GMM agrees with targets", "held-out F1avg"], gaps)

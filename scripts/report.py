@@ -192,7 +192,7 @@ def figure_pages(pdf: PdfPages, figures: list, per_page: int = 2) -> None:
 def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, out: Path) -> tuple[dict, list[str]]:
     """Draw every figure and score the GMM; write them into `out`; return the metrics and the figures' names."""
     model, fingerprint = vae.load_model(vae_path)
-    gmm = vae.load_gmm(gmm_path, model, fingerprint)
+    gmm = vae.load_gmm(gmm_path, fingerprint)
     train = vae.load_images(train_path, model.input_dim)
     validation = vae.load_images(val_path, model.input_dim, labels="required")
     image_shape = train.pixels.shape[1:]

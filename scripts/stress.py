@@ -63,16 +63,15 @@ def main() -> None:
             settings = {**SHORT, **VARIATIONS[name], "seed": seed, "restarts": args.restarts}
             config = dataclasses.replace(vae.DEFAULTS, **settings)
             validation, test = validation_and_test(labels, held_out, seed % 5)
-            fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config,
-                                     log=vae.print_nothing)
+            fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config)
             predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))
             first = fit.checks[0]
             wrong_at_end = vae.wrong_labelled(fit.gmm, vae.latent_codes(fit.model, pixels[validation]),
                                               labels[validation])
-            right = len(validation) - len(first["wrong"]), len(validation) - len(wrong_at_end)
-            trainings = len({check["seed"] for check in fit.checks})
+            right = len(validation) - len(first.wrong), len(validation) - len(wrong_at_end)
+            trainings = len({check.seed for check in fit.checks})
             f1 = classification_scores(labels[test], predicted)["F1avg"]
-            rows.append([name, str(seed), f"{right[0]} of {len(validation)}", str(first["em_iterations"]),
+            rows.append([name, str(seed), f"{right[0]} of {len(validation)}", str(first.em_iterations),
                          str(trainings), f"{right[1]} of {len(validation)}", f"{f1:.4f}"])
             print(f"{name}, seed {seed}: {time.perf_counter() - start:.0f} s, {' '.join(rows[-1][2:])}", flush=True)
     print_table(HEADER, rows)

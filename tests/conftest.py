@@ -99,6 +99,15 @@ def images_of(path: Path) -> np.ndarray:
         return archive["data"]
 
 
+def scaled(images: np.ndarray) -> np.ndarray:
+    """uint8 images as vae.py reads them: float32 in [0, 1]."""
+    return images.astype(np.float32) / 255
+
+
+def pixels_of(path: Path) -> np.ndarray:
+    return scaled(images_of(path))
+
+
 def labels_of(path: Path) -> np.ndarray:
     with np.load(path) as archive:
         return archive["labels"]
@@ -110,11 +119,16 @@ def copy_model(source: Path, folder: Path) -> None:
         shutil.copy(source / name, folder)
 
 
-def short_training(*extra: str, epochs: int = 1, refine_steps: int = 10, decoder_epochs: int = 1,
-                   restarts: int | None = 0) -> list[str]:
-    """train's flags for a short training, every stage run: by default a second or two, for tests of the
-    command, not of the model; no restart unless asked (restarts=None keeps the default's)."""
-    flags = ["--epochs", str(epochs), "--refine-steps", str(refine_steps), "--decoder-epochs", str(decoder_epochs)]
-    if restarts is not None:
-        flags += ["--restarts", str(restarts)]
-    return [*flags, *extra]
+SHORT = {"epochs": 1, "refine_steps": 10, "decoder_epochs": 1, "restarts": 0}
+
+
+def short_config(**settings) -> vae.TrainConfig:
+    """A short training, every stage run: by default a second or two, for tests of the code, not of the model; no
+    restart unless asked."""
+    return vae.TrainConfig(**{**SHORT, **settings})
+
+
+def short_training(*extra: str, **settings: int | None) -> list[str]:
+    """short_config's settings as train's flags, then `extra`; a setting given as None keeps the default's."""
+    chosen = {name: value for name, value in {**SHORT, **settings}.items() if value is not None}
+    return [*(word for name, value in chosen.items() for word in (vae.flag(name), str(value))), *extra]

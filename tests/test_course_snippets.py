@@ -20,7 +20,7 @@ from scipy.stats import norm  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import vae  # noqa: E402
-from conftest import SHIPPED, images_of, labels_of  # noqa: E402
+from conftest import SHIPPED, labels_of, pixels_of  # noqa: E402
 
 device = "cpu"
 
@@ -77,7 +77,7 @@ def course_model():
 
 @pytest.fixture(scope="module")
 def val_loader(demo):
-    images = torch.from_numpy(images_of(demo["val"]) / 255.0).float().unsqueeze(1)
+    images = torch.from_numpy(pixels_of(demo["val"])).unsqueeze(1)
     return DataLoader(TensorDataset(images, torch.from_numpy(labels_of(demo["val"]))), batch_size=15)
 
 

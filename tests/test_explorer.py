@@ -24,7 +24,7 @@ import torch
 
 import explorer
 import vae
-from conftest import SHIPPED, images_of, labels_of
+from conftest import SHIPPED, images_of, labels_of, scaled
 
 SHIPPED_FILES = [str(SHIPPED / "vae.pth"), str(SHIPPED / "gmm_params.pkl")]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -49,9 +49,9 @@ def refusal(*args: object) -> str:
     return str(stop.value.code)
 
 
-def pickle_gmm(gmm: vae.GMM, image_shape: tuple[int, int], model: vae.VAE) -> bytes:
-    """`gmm` as a GMM file paired with `model`, of images of `image_shape`."""
-    return pickle.dumps(vae.gmm_file_contents(gmm, image_shape, vae.state_fingerprint(model.state_dict())))
+def pickle_gmm(gmm: vae.GMM, model: vae.VAE) -> bytes:
+    """`gmm` as a GMM file paired with `model`."""
+    return pickle.dumps(vae.gmm_file_contents(gmm, vae.state_fingerprint(model.state_dict())))
 
 
 # --- The command line: no browser needed ------------------------------------------------------------------
@@ -97,9 +97,9 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(demo, tmp_path, pro
         paths[0] = tmp_path / "absent.npz"
     elif problem == "another model's GMM":
         model = vae.VAE(hidden_dims=(8,))
-        gmm = vae.load_gmm(SHIPPED_FILES[1], *vae.load_model(SHIPPED_FILES[0]))
+        gmm = vae.load_gmm(SHIPPED_FILES[1], vae.load_model(SHIPPED_FILES[0])[1])
         paths[3] = tmp_path / "gmm.pkl"
-        paths[3].write_bytes(pickle_gmm(gmm, (28, 28), model))
+        paths[3].write_bytes(pickle_gmm(gmm, model))
     else:
         paths[1] = tmp_path / "small.npz"
         np.savez(paths[1], data=np.zeros((3, 10, 10), np.uint8), labels=np.array([1, 4, 8]))
@@ -177,7 +177,7 @@ def browser(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shipped_model() -> tuple[vae.VAE, vae.GMM]:
     model, fingerprint = vae.load_model(SHIPPED_FILES[0])
-    return model, vae.load_gmm(SHIPPED_FILES[1], model, fingerprint)
+    return model, vae.load_gmm(SHIPPED_FILES[1], fingerprint)
 
 
 def console_errors(driver) -> list[str]:
@@ -400,13 +400,13 @@ def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(browser, tmp_pa
     torch.save(model.state_dict(), tmp_path / "vae.pth")
     gmm = vae.GMM(weights=np.array([0.5, 0.5]), means=np.array([[-1.0, 0.0], [1.0, 0.5]]),
                   covariances=np.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 2.0]]]), digits=np.array([3, 7]))
-    (tmp_path / "gmm.pkl").write_bytes(pickle_gmm(gmm, (10, 12), model))
+    (tmp_path / "gmm.pkl").write_bytes(pickle_gmm(gmm, model))
     images = np.random.default_rng(0).integers(0, 256, (30, 10, 12), dtype=np.uint8)
     np.savez(tmp_path / "train.npz", data=images)
     np.savez(tmp_path / "val.npz", data=images[:4], labels=np.array([3, 3, 7, 7]))
     run_explorer(*(tmp_path / name for name in ("train.npz", "val.npz", "vae.pth", "gmm.pkl")), "--out", tmp_path)
     driver = browser.show(tmp_path / "explorer.html")
-    pixels = images.reshape(30, -1) / 255.0
+    pixels = scaled(images).reshape(30, -1)
     codes = vae.latent_codes(model, pixels.astype(np.float32))
     assert np.abs(np.array(call_each(driver, "encode", pixels.tolist())) - codes).max() < 1e-3
     with torch.no_grad():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
-from limits import NEIGHBOURS, blurred, graph_vote_accuracy, knn_predict
+from limits import NEIGHBOURS, blurred, graph_vote_accuracy, knn_predict, supervised_code_f1
 
 
 def test_knn_votes_with_the_nearest_training_points():
@@ -39,3 +40,16 @@ def test_the_graph_vote_counts_images_whose_neighbours_outvote_their_label():
     labels = torch.tensor([1] * 20 + [4] * 20 + [8])
     assert graph_vote_accuracy(pixels[:40], labels[:40], k=3) == 1.0
     assert graph_vote_accuracy(pixels, labels, k=1) == 40 / 41  # the lone ring's nearest other image is a bar
+
+
+def test_a_code_trained_on_every_label_separates_what_the_labels_separate():
+    """Three clusters in the plane, coded by a linear map: right labels give a perfect Gaussian classifier,
+    labels drawn at random give a chance one."""
+    rng = np.random.default_rng(2)
+    digits = np.repeat([1, 4, 8], 100)
+    points = (np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])[np.searchsorted([1, 4, 8], digits)]
+              + rng.normal(size=(300, 2))).astype(np.float32)
+    torch.manual_seed(0)
+    assert supervised_code_f1(nn.Linear(2, 2), points[::2], digits[::2], points[1::2], digits[1::2]) > 0.97
+    shuffled = rng.permutation(digits)
+    assert supervised_code_f1(nn.Linear(2, 2), points[::2], shuffled[::2], points[1::2], shuffled[1::2]) < 0.6

@@ -9,7 +9,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 import vae
-from conftest import SHIPPED, images_of, labels_of
+from conftest import SHIPPED, labels_of, pixels_of, short_config
 
 
 def skimage_ssim(originals: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
@@ -19,7 +19,7 @@ def skimage_ssim(originals: np.ndarray, reconstructed: np.ndarray) -> np.ndarray
 
 def test_ssim_is_skimages_on_real_images_and_their_reconstructions(demo):
     model, _ = vae.load_model(SHIPPED / "vae.pth")
-    originals = images_of(demo["test"])[:100] / 255.0
+    originals = pixels_of(demo["test"])[:100].astype(np.float64)
     reconstructed = vae.reconstruct(model, originals.astype(np.float32)).astype(np.float64)
     ours = vae.ssim(torch.from_numpy(originals), torch.from_numpy(reconstructed)).numpy()
     assert np.abs(ours - skimage_ssim(originals, reconstructed)).max() < 1e-6
@@ -38,12 +38,12 @@ def test_ssim_is_skimages_on_oblong_images_and_in_float32():
 
 def test_the_ssim_term_trains_reconstructions_toward_a_higher_ssim(demo):
     """The same steps from the same model with the SSIM term on and off: on, the SSIM is higher."""
-    pixels = images_of(demo["train"])[:512].astype(np.float32) / 255
+    pixels = pixels_of(demo["train"])[:512]
     scores = {}
     for weight in (0.0, 2.0):
-        model, _ = vae.train_vae(pixels, vae.TrainConfig(epochs=3), log=vae.print_nothing)
+        model, _ = vae.train_vae(torch.from_numpy(pixels), short_config(epochs=3))
         config = vae.TrainConfig(decoder_epochs=15, ssim_weight=weight)
-        history = vae.train_decoder(model, pixels, config, log=vae.print_nothing)
+        history = vae.train_decoder(model, torch.from_numpy(pixels), config)
         assert ("ssim" in history[-1]) == (weight > 0)
         scores[weight] = skimage_ssim(pixels, vae.reconstruct(model, pixels)).mean()
     assert scores[2.0] > scores[0.0] + 0.02
@@ -52,27 +52,25 @@ def test_the_ssim_term_trains_reconstructions_toward_a_higher_ssim(demo):
 def test_images_too_small_for_an_ssim_window_train_on_the_cross_entropy_alone():
     pixels = np.random.default_rng(0).random((64, 6, 6)).astype(np.float32)
     model = vae.VAE(36, (16,), 2)
-    history = vae.train_decoder(model, pixels, vae.TrainConfig(decoder_epochs=2), log=vae.print_nothing)
+    history = vae.train_decoder(model, torch.from_numpy(pixels), vae.TrainConfig(decoder_epochs=2))
     assert [entry["stage"] for entry in history] == ["decoder", "decoder"] and "ssim" not in history[-1]
 
 
 @pytest.mark.slow
 def test_the_decoder_trained_last_sharpens_reconstructions_and_leaves_the_classifier_as_it_was(demo):
-    pixels = images_of(demo["train"]).astype(np.float32) / 255
-    validation, labels = images_of(demo["val"]).astype(np.float32) / 255, labels_of(demo["val"])
-    config = vae.TrainConfig(epochs=5, refine_steps=100)
-    quiet = {"log": vae.print_nothing}
+    pixels = pixels_of(demo["train"])
+    validation, labels = pixels_of(demo["val"]), labels_of(demo["val"])
+    config = short_config(epochs=5, refine_steps=100, decoder_epochs=20)
     before, gmm_before, history_before, _ = vae.fit_classifier(
-        pixels, validation, labels, vae.dataclasses.replace(config, decoder_epochs=0), **quiet)
-    after, gmm_after, history, _ = vae.fit_classifier(pixels, validation, labels, config, **quiet)
+        pixels, validation, labels, vae.dataclasses.replace(config, decoder_epochs=0))
+    after, gmm_after, history, _ = vae.fit_classifier(pixels, validation, labels, config)
     stages_before = [entry["stage"] for entry in history_before]
     assert [entry["stage"] for entry in history] == stages_before + ["decoder"] * config.decoder_epochs
     for name, weights in before.state_dict().items():  # the encoder as it was, the decoder changed
         assert torch.equal(weights, after.state_dict()[name]) != name.startswith("decoder.")
     for field in ("weights", "means", "covariances", "digits"):
         assert np.array_equal(getattr(gmm_before, field), getattr(gmm_after, field)), field
-    assert all(parameter.requires_grad for parameter in after.parameters())
-    held_out = images_of(demo["test"]) / 255.0
-    ssim_before, ssim_after = (skimage_ssim(held_out, vae.reconstruct(model, held_out.astype(np.float32))).mean()
+    held_out = pixels_of(demo["test"])
+    ssim_before, ssim_after = (skimage_ssim(held_out, vae.reconstruct(model, held_out)).mean()
                                for model in (before, after))
     assert ssim_after > ssim_before + 0.02

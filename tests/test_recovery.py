@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vae
-from conftest import SHIPPED, images_of, labels_of, read_predictions
+from conftest import SHIPPED, labels_of, pixels_of, read_predictions, scaled, short_config
 from course_data import COURSE_FILE, read_course_file, split_course_file, validation_and_test
 from score import classification_scores
 from stress import SHORT, VARIATIONS
@@ -72,6 +72,7 @@ def test_a_training_whose_codes_merge_starts_again_from_a_derived_seed_and_says_
     assert "warning" not in result.stderr
     checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
     assert [check["seed"] for check in checks] == [1, 1001, 1001]
+    assert checks[0]["action"] == "restart" and checks[0]["merged"] == [4]
     assert checks[0]["wrong"] and not checks[-1]["wrong"]
     cli(demo["val"], "test_classifier", "vae.pth", "gmm_params.pkl")
     assert np.array_equal(read_predictions(tmp_path), labels_of(demo["val"]))
@@ -82,11 +83,13 @@ def test_without_restarts_the_merge_is_kept_and_named_in_a_closing_warning(demo,
     result = cli(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *no_recovery)
     checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
     wrong = ", ".join(map(str, checks[-1]["wrong"]))
-    assert checks[0]["action"] == "kept: no restart left" and wrong
+    assert checks[0]["action"] == "keep" and checks[0]["merged"] == [4] and wrong
+    right = 15 - len(checks[0]["wrong"])
+    assert f"after the first GMM fit: {right} of 15 right; kept: the codes merge digit 4 into another" in result.stdout
     warning = result.stderr.strip().splitlines()
     assert len(warning) == 1 and warning[0].startswith("vae.py: warning: after 1 training(s)")
-    assert f"labelled images of {demo['val']} another digit (images {wrong})" in warning[0]
-    assert "digit 4 is merged into another: expect a low score" in warning[0]
+    assert f"labelled images of {demo['val']} another digit (images {wrong};" in warning[0]
+    assert "kept: the codes merge digit 4 into another" in warning[0]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["gmm_params.pkl", "vae.pth", "vae_history.json"]
 
 
@@ -94,12 +97,11 @@ def test_without_restarts_the_merge_is_kept_and_named_in_a_closing_warning(demo,
 def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, seed, demo):
     """The checks only read: a training whose labelled images are all right at every fit is one training, the
     same weights as train_vae's alone, with nothing refitted."""
-    pixels = images_of(demo["train"]).astype(np.float32) / 255
-    validation = images_of(demo["val"]).astype(np.float32) / 255
-    config = vae.TrainConfig(epochs=epochs, refine_rounds=0, decoder_epochs=0, seed=seed)
-    fit = vae.fit_classifier(pixels, validation, labels_of(demo["val"]), config, log=vae.print_nothing)
-    alone, _ = vae.train_vae(pixels, config, log=vae.print_nothing)
-    assert [check["action"] for check in fit.checks] == ["none"]
+    pixels = pixels_of(demo["train"])
+    config = short_config(epochs=epochs, refine_rounds=0, decoder_epochs=0, seed=seed, restarts=2)
+    fit = vae.fit_classifier(pixels, pixels_of(demo["val"]), labels_of(demo["val"]), config)
+    alone, _ = vae.train_vae(torch.from_numpy(pixels), config)
+    assert [check.action for check in fit.checks] == ["none"]
     assert all(np.array_equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.state_dict().values()))
 
 
@@ -112,11 +114,11 @@ def test_the_stress_runs_collapse_recovers_on_the_development_split():
     images, labels = read_course_file(COURSE_FILE)
     train, held_out = split_course_file(labels)
     validation, test = validation_and_test(labels, held_out, 1)
-    pixels = images.astype(np.float32) / 255
+    pixels = scaled(images)
     config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS["--hidden 1024 512"], seed=1)
-    fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config, log=vae.print_nothing)
-    assert fit.checks[0]["action"].startswith("restart: the codes merge digit")
-    assert [check["seed"] for check in fit.checks][-1] == 1001
+    fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config)
+    assert fit.checks[0].action == "restart" and fit.checks[0].merged
+    assert [check.seed for check in fit.checks][-1] == 1001
     val_codes = vae.latent_codes(fit.model, pixels[validation])
     assert not vae.merged_digits(fit.gmm, val_codes, labels[validation])
     predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))

@@ -14,7 +14,7 @@ from scipy import ndimage
 from scipy.special import logsumexp
 
 import vae
-from conftest import images_of, labels_of
+from conftest import labels_of, pixels_of, short_config
 
 
 def random_gmm(rng: np.random.Generator, k: int = 3, d: int = 2) -> vae.GMM:
@@ -23,12 +23,12 @@ def random_gmm(rng: np.random.Generator, k: int = 3, d: int = 2) -> vae.GMM:
                    covariances=factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(d), digits=np.arange(k))
 
 
-def test_log_responsibilities_are_the_numpy_gmm_posterior():
+def test_the_log_posterior_is_the_numpy_gmms():
     rng = np.random.default_rng(0)
     gmm, points = random_gmm(rng), rng.normal(scale=4, size=(50, 2))
     log_joint = gmm.log_joint(points)
     expected = log_joint - logsumexp(log_joint, axis=1)[:, None]
-    ours = vae.gmm_log_responsibilities(torch.from_numpy(points), gmm).numpy()
+    ours = vae.gmm_log_posterior(gmm, torch.device("cpu"), torch.float64)(torch.from_numpy(points)).numpy()
     assert np.allclose(ours, expected, atol=1e-8)
 
 
@@ -170,6 +170,7 @@ def test_propagation_mends_a_code_its_neighbours_disagree_with():
 
 class Pretrained(NamedTuple):
     pixels: np.ndarray
+    data: torch.Tensor  # the pixels, as the stages take them
     config: vae.TrainConfig
     model: vae.VAE
     gmm: vae.GMM
@@ -180,28 +181,27 @@ class Pretrained(NamedTuple):
 @pytest.fixture(scope="module")
 def pretrained(demo) -> Pretrained:
     """A short training on the demo images, its GMM, and the components that the refinement pulls toward."""
-    pixels = images_of(demo["train"]).astype(np.float32) / 255
-    validation = images_of(demo["val"]).astype(np.float32) / 255
-    config = vae.TrainConfig(epochs=5, refine_steps=100)
-    model, _ = vae.train_vae(pixels, config, log=vae.print_nothing)
-    gmm = vae.fit_digit_gmm(vae.latent_codes(model, pixels), vae.latent_codes(model, validation),
+    pixels = pixels_of(demo["train"])
+    config = short_config(epochs=5, refine_steps=100)
+    model, _ = vae.train_vae(torch.from_numpy(pixels), config)
+    gmm = vae.fit_digit_gmm(vae.latent_codes(model, pixels), vae.latent_codes(model, pixels_of(demo["val"])),
                             labels_of(demo["val"]))
     neighbours = vae.nearest_images(pixels, config.refine_neighbours)
-    return Pretrained(pixels, config, model, gmm, neighbours, vae.propagated_targets(model, pixels, neighbours, gmm))
+    targets = vae.propagated_targets(model, pixels, neighbours, gmm)
+    return Pretrained(pixels, torch.from_numpy(pixels), config, model, gmm, neighbours, targets)
 
 
 def misplaced(setup: Pretrained, candidate: vae.VAE, pixels: np.ndarray) -> float:
     """The fraction of codes of `pixels` (the training images or views of them, in order) whose most likely
     component is not their image's propagated one."""
-    codes = torch.from_numpy(vae.latent_codes(candidate, pixels))
-    return (vae.gmm_log_responsibilities(codes, setup.gmm).argmax(dim=1) != setup.targets).double().mean().item()
+    return np.mean(setup.gmm.predict(vae.latent_codes(candidate, pixels)) != setup.gmm.digits[setup.targets])
 
 
 def refined(setup: Pretrained, **changes) -> tuple[vae.VAE, list[dict]]:
     candidate = copy.deepcopy(setup.model)
     torch.manual_seed(1)
     config = vae.dataclasses.replace(setup.config, **changes)
-    history = vae.refine_toward_gmm(candidate, setup.pixels, setup.targets, setup.gmm, config, log=vae.print_nothing)
+    history = vae.refine_toward_gmm(candidate, setup.data, setup.targets, setup.gmm, config)
     return candidate, history
 
 
@@ -229,11 +229,3 @@ def test_refinement_pulls_jittered_views_of_the_images_too(pretrained, pulled):
     without_views, _ = refined(pretrained, refine_jitter=0.0)
     assert misplaced(pretrained, with_views, views) < 0.8 * misplaced(pretrained, without_views, views)
 
-
-def test_without_refinement_the_classifier_is_the_vae_and_its_gmm(demo):
-    pixels = images_of(demo["val"]).astype(np.float32) / 255
-    config = vae.TrainConfig(epochs=2, refine_rounds=0, decoder_epochs=0, restarts=0)
-    model, gmm, history, _ = vae.fit_classifier(pixels, pixels, labels_of(demo["val"]), config, log=vae.print_nothing)
-    alone, _ = vae.train_vae(pixels, config, log=vae.print_nothing)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
-    assert [entry["stage"] for entry in history] == ["epoch", "epoch"]

@@ -43,12 +43,11 @@ def restore_deterministic_mode():
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def test_training_takes_deterministic_kernels_and_an_operation_without_one_only_warns(demo, restore_deterministic_mode):
+def test_training_takes_deterministic_kernels_and_an_operation_without_one_only_warns(restore_deterministic_mode):
     """On a GPU, an operation with no deterministic kernel (in a release nobody here has read) must cost the grader's
     machine reproducibility, not its training run. put_ without accumulation has none, on any device."""
     torch.use_deterministic_algorithms(False)
-    pixels = images_of(demo["val"]) / np.float32(255)
-    vae.train_vae(pixels, vae.TrainConfig(epochs=1), log=vae.print_nothing)
+    vae.training_device("cpu")
     assert torch.are_deterministic_algorithms_enabled()
     with pytest.warns(UserWarning, match="does not have a deterministic implementation"):
         torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))
