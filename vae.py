@@ -71,9 +71,7 @@ JITTER_DEGREES = 10  # at --refine-jitter 1: the turn, scale and shift that hand
 JITTER_SCALE = 0.1
 JITTER_SHIFT = 0.1  # of the affine grid's [-1, 1] span: 5 % of the side
 
-
 DECODER_BATCH_FACTOR = 4  # a quarter of the steps: batches half as large measured the same SSIM
-
 
 LARGEST_SIZE = 2**31 - 1  # bounds whole-number settings: torch's sizes and seeds overflow beyond
 LARGEST_REAL = float(np.finfo(np.float32).max)  # bounds real settings: float32 overflows beyond
@@ -200,10 +198,7 @@ def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray |
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = archive.files
-            if "data" in keys:
-                image_keys = ["data"]
-            else:
-                image_keys = [key for key in keys if key != "labels"]
+            image_keys = ["data"] if "data" in keys else [key for key in keys if key != "labels"]
             if len(image_keys) != 1:
                 raise InputError(f"no image array: expected key 'data', found {sorted(keys)}")
             _check_fits_in_memory(archive.zip, image_keys[0])
@@ -228,10 +223,7 @@ def _as_image_stack(array: np.ndarray, pixels_per_image: int | None) -> np.ndarr
     if array.ndim == 2:
         rows, columns = array.shape
         side = math.isqrt(columns)
-        if pixels_per_image is None:
-            flat = side * side == columns
-        else:
-            flat = columns == pixels_per_image
+        flat = columns == (side * side if pixels_per_image is None else pixels_per_image)
         if flat and side * side != columns:
             raise InputError(f"rows of {columns} pixels are not square images")
         if flat:
@@ -285,12 +277,9 @@ def load_images(path: str, pixels_per_image: int | None = None,
         pixels = _scale_to_unit(stack)
         if pixels_per_image is not None and pixels[0].size != pixels_per_image:
             side = math.isqrt(pixels_per_image)
-            if side * side == pixels_per_image:
-                trained = f"{side}x{side}"
-            else:
-                trained = f"{pixels_per_image}-pixel"
+            shape = f"{side}x{side}" if side**2 == pixels_per_image else f"{pixels_per_image}-pixel"
             raise InputError(f"images of {pixels.shape[1]}x{pixels.shape[2]} pixels, but the model "
-                             f"was trained on {trained} images")
+                             f"was trained on {shape} images")
         if found_labels is not None:
             found_labels = _whole_number_labels(found_labels, len(pixels))
         if labels == "required" and found_labels is None:
@@ -334,10 +323,7 @@ class VAE(nn.Module):
         from a sample of q(z|x) in training mode, from the mean in eval mode (what
         test_reconstruction writes)."""
         mean, log_var = self.encode(x)
-        if self.training:
-            z = self.sample(mean, log_var)
-        else:
-            z = mean
+        z = self.sample(mean, log_var) if self.training else mean
         return self.decode(z), mean, log_var
 
     @classmethod
@@ -507,10 +493,9 @@ def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parame
 
 
 def training_device(name: str) -> torch.device:
-    """The device `train` runs on, set to deterministic kernels: the CPU, or with --device cuda an
-    NVIDIA GPU, tried with a tiny product first, so that a GPU this PyTorch cannot run (an old
-    card, another process's, out of memory) stops here in one line rather than in the first epoch.
-    An operation with no deterministic kernel (none on the CPU) warns rather than stops training."""
+    """The device `train` runs on, with deterministic kernels (where one has none, a warning): the
+    CPU, or an NVIDIA GPU, tried with a tiny product so that one this PyTorch cannot run (an old
+    card, another process's, out of memory) stops here in one line, not in the first epoch."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     if name == "cpu":
         return torch.device("cpu")
@@ -579,9 +564,8 @@ GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabe
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GMM:
-    """A Gaussian mixture over latent codes, each component standing for a digit: the classifier.
-    A mixture that EM fitted also carries how EM went; one read from a file carries the classifier
-    alone (gmm_file_contents writes both)."""
+    """A Gaussian mixture over latent codes, one component per digit: the classifier; fitted by EM,
+    it also carries how EM went (gmm_file_contents writes both, load_gmm reads the classifier)."""
 
     weights: np.ndarray  # (K,): positive, summing to 1
     means: np.ndarray  # (K, D)
@@ -902,8 +886,7 @@ def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
 
 
 class LabelledCheck(NamedTuple):
-    """What the labelled images said after a GMM fit, and what was done (vae_history.json keeps
-    each)."""
+    """What the labelled images said after a GMM fit, and what was done: vae_history.json's."""
     seed: int
     stage: str
     em_iterations: int
@@ -1310,9 +1293,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    args = parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     printer = logging.StreamHandler(sys.stdout)  # the sys.stdout of this call, flushed per line
     log.addHandler(printer)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
