@@ -7,6 +7,7 @@ Tests marked `environment` are those that prove the product in the course's envi
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -23,6 +24,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 # the oldest and the newest Python that install.sh accepts, as it names them
 OLDEST, NEWEST = (re.search(rf"(?m)^{which}_PYTHON=(3\.\d+)\b", (ROOT / "install.sh").read_text()).group(1)
                   for which in ("OLDEST", "NEWEST"))
+# make's own variables and every setting the Makefile and install.sh read: CI exports TORCH_INDEX, and a
+# `make test VENV=.venv-oldest` passes VENV on, to every command a test runs
+PROJECT_SETTINGS = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "COURSE_FILE", "VAL_FILE", "REPORT", "STARTER", "VENV",
+                    "PYTHON3", "TORCH_INDEX", "BASELINE", "DRAWS")
 
 import grader  # noqa: E402
 import vae  # noqa: E402
@@ -37,6 +42,13 @@ def run_checked(*args, cwd: Path, expect: int | None = 0, python: Path | str = s
     if expect is not None:
         assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
+
+
+
+def student_shell(**settings: str) -> dict[str, str]:
+    """The environment of a student's shell running a command: this one's without make's or the project's
+    settings, plus `settings`."""
+    return {**{name: value for name, value in os.environ.items() if name not in PROJECT_SETTINGS}, **settings}
 
 
 class Outcome(NamedTuple):

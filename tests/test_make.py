@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, student_shell
 from course_data import DEFAULT_COURSE_FILE
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-# make's own and every setting the Makefile reads: a `make test VENV=.venv-oldest` running these passes them on
-MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "COURSE_FILE", "VAL_FILE", "REPORT", "STARTER", "VENV", "PYTHON3",
-                  "TORCH_INDEX", "BASELINE", "DRAWS")
 NAMED_PATH = Path("course files (1)") / "mnist_1_4_8_train (1).npz"  # as a browser and a file manager save it
 TOOL_OF_TARGET = {"model": "vae.py", "report": "scripts/report.py", "explorer": "scripts/explorer.py",
                   "benchmark": "scripts/benchmark.py", "limits": "scripts/limits.py", "stress": "scripts/stress.py"}
@@ -45,9 +42,8 @@ def project(tmp_path) -> Path:
 
 def make(project: Path, *arguments: str) -> subprocess.CompletedProcess:
     """make in `project`, as a student runs it from a shell: not as a sub-make of the `make test` running this."""
-    environment = {name: value for name, value in os.environ.items() if name not in MAKE_VARIABLES}
     return subprocess.run(["make", "--no-print-directory", *arguments], cwd=project, capture_output=True, text=True,
-                          env=environment)
+                          env=student_shell())
 
 
 def calls(project: Path) -> list[list[str]]:
@@ -131,7 +127,6 @@ def test_submission_runs_in_dot_venv_unless_the_starter_environment_is_asked_for
 
 
 def test_make_and_the_tools_look_for_the_course_file_in_the_same_place():
-    environment = {name: value for name, value in os.environ.items() if name not in MAKE_VARIABLES}
     shown = subprocess.run(["make", "--no-print-directory", "--eval", "print-course-file: ; @echo $(COURSE_FILE)",
-                            "print-course-file"], cwd=ROOT, capture_output=True, text=True, env=environment)
+                            "print-course-file"], cwd=ROOT, capture_output=True, text=True, env=student_shell())
     assert shown.stdout.strip() == str(DEFAULT_COURSE_FILE.relative_to(ROOT))

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NEWEST, OLDEST, ROOT
+from conftest import NEWEST, OLDEST, ROOT, student_shell
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
 
 
 def run(*command, cwd=ROOT, **environment) -> subprocess.CompletedProcess:
-    """Run as a student would from a shell: not as a sub-make of the `make test` running this test."""
-    outside_make = {name: value for name, value in os.environ.items() if name not in MAKE_VARIABLES}
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**outside_make, **environment})
+    """Run as a student would from a shell: not with the settings of the `make test` or CI running this test."""
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=student_shell(**environment))
 
 
 def fake_python(tmp_path, version: str) -> str:
