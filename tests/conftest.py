@@ -44,7 +44,6 @@ def run_checked(*args, cwd: Path, expect: int | None = 0, python: Path | str = s
     return result
 
 
-
 def student_shell(**settings: str) -> dict[str, str]:
     """The environment of a student's shell running a command: this one's without make's or the project's
     settings, plus `settings`."""
