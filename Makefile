@@ -1,5 +1,5 @@
 # make demo | test | test-all | test-starter | test-grader | model | report | explorer | benchmark | limits | stress
-# make submission REPORT=report.pdf [STARTER=1]
+# make submission REPORT=report.pdf [STARTER=1] [MODEL=folder | VAE=vae.pth GMM=gmm_params.pkl]
 # Settings, each given as NAME=value after make (or in the environment):
 #   COURSE_FILE   the course's training file (default: in data/, as data/README.md says)
 #   VAL_FILE      a validation file for model, report and explorer (default: models/val.npz, a fixed draw)
@@ -7,17 +7,19 @@
 #   VENV          the folder of that environment (default .venv)
 #   TORCH_INDEX   where .venv's PyTorch comes from (default: install.sh's choice for this machine)
 #   STARTER       1: make submission checks the zip in the course's starter environment (default: where installed)
+#   MODEL         the folder of the vae.pth and gmm_params.pkl that make submission checks (default models)
+#   VAE, GMM      the vae.pth and gmm_params.pkl that make submission checks, each by its path
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STARTER_PYTHON := .venv-starter/bin/python
 GRADER_PYTHON := .venv-grader/bin/python
 COURSE_FILE ?= data/mnist_1_4_8_train.npz
 VAL_FILE ?= models/val.npz
-VAE := ../$(PYTHON) ../vae.py
+RUN_VAE := ../$(PYTHON) ../vae.py
 
 # Recipes read these paths from the environment, as "$$COURSE_FILE": a shell word that keeps spaces and
 # parentheses, which make's own lists would split.
-export COURSE_FILE VAL_FILE REPORT
+export COURSE_FILE VAL_FILE REPORT MODEL VAE GMM
 
 # model, report and explorer draw models/val.npz from the course file unless a VAL_FILE is named
 DRAWN_VAL := $(if $(filter file,$(origin VAL_FILE)),models/val.npz)
@@ -61,9 +63,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: $(VENV)/.installed
 	$(PYTHON) scripts/make_demo_data.py demo
-	cd demo && $(VAE) train.npz val.npz train vae.pth gmm_params.pkl
-	cd demo && $(VAE) recon.npz test_reconstruction vae.pth
-	cd demo && $(VAE) test.npz test_classifier vae.pth gmm_params.pkl
+	cd demo && $(RUN_VAE) train.npz val.npz train vae.pth gmm_params.pkl
+	cd demo && $(RUN_VAE) recon.npz test_reconstruction vae.pth
+	cd demo && $(RUN_VAE) test.npz test_classifier vae.pth gmm_params.pkl
 	cd demo && ../$(PYTHON) ../scripts/score.py --test test.npz --recon recon.npz
 
 lint: $(VENV)/.installed
@@ -116,7 +118,8 @@ stress: course-file $(VENV)/.installed  # short trainings near the defaults: col
 	$(PYTHON) scripts/stress.py --data "$$COURSE_FILE"
 
 submission: $(VENV)/.installed $(SUBMISSION_ENVIRONMENT)
-	$(PYTHON) scripts/submission.py --python $(SUBMISSION_PYTHON) $(if $(REPORT),--report "$$REPORT")
+	$(PYTHON) scripts/submission.py --python $(SUBMISSION_PYTHON) $(if $(REPORT),--report "$$REPORT") \
+		$(if $(MODEL),--model "$$MODEL") $(if $(VAE),--vae "$$VAE") $(if $(GMM),--gmm "$$GMM")
 
 clean:
 	rm -rf demo report explorer .pytest_cache .ruff_cache vae_reconstructed.npz vae.csv submission.zip

@@ -27,7 +27,7 @@ OLDEST, NEWEST = (re.search(rf"(?m)^{which}_PYTHON=(3\.\d+)\b", (ROOT / "install
 # make's own variables and every setting the Makefile and install.sh read: CI exports TORCH_INDEX, and a
 # `make test VENV=.venv-oldest` passes VENV on, to every command a test runs
 PROJECT_SETTINGS = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "COURSE_FILE", "VAL_FILE", "REPORT", "STARTER", "VENV",
-                    "PYTHON3", "TORCH_INDEX", "BASELINE", "DRAWS")
+                    "PYTHON3", "TORCH_INDEX", "BASELINE", "DRAWS", "MODEL", "VAE", "GMM")
 
 import grader  # noqa: E402
 import vae  # noqa: E402

@@ -126,6 +126,17 @@ def test_submission_runs_in_dot_venv_unless_the_starter_environment_is_asked_for
     assert calls(project) == [["scripts/submission.py", "--python", python, "--report", report]]
 
 
+@pytest.mark.parametrize("named", [{"MODEL": "my model (v2)"},
+                                   {"VAE": "week 1 (old)/vae.pth", "GMM": "/abs path (x)/gmm_params.pkl"}])
+def test_submission_checks_the_model_files_named_each_as_one_word(project, named):
+    settings = [f"{name}={path}" for name, path in named.items()]
+    result = make(project, "submission", "REPORT=report (final).pdf", *settings)
+    assert result.returncode == 0, result.stderr
+    flags = [word for name, path in named.items() for word in (f"--{name.lower()}", path)]
+    report = ["--report", "report (final).pdf"]
+    assert calls(project) == [["scripts/submission.py", "--python", ".venv/bin/python", *report, *flags]]
+
+
 def test_make_and_the_tools_look_for_the_course_file_in_the_same_place():
     shown = subprocess.run(["make", "--no-print-directory", "--eval", "print-course-file: ; @echo $(COURSE_FILE)",
                             "print-course-file"], cwd=ROOT, capture_output=True, text=True, env=student_shell())

@@ -1,8 +1,11 @@
-"""make submission: it refuses what the course would refuse, and zips only what ran as the grader runs it."""
+"""make submission: it refuses what the course would refuse, and zips only what ran as the grader runs it, the
+model files to upload included."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import platform
 import shutil
 import subprocess
@@ -10,10 +13,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, VAE_PY
+from conftest import ROOT, SHIPPED, VAE_PY, copy_model, short_training
 
 SUBMISSION = ROOT / "scripts" / "submission.py"
 GOOD = {"group.txt": "2020CSZ1234\n2020CSZ5678\n", "model_path.txt": "https://drive.example.org/folder/abc\n"}
@@ -21,11 +25,14 @@ GOOD = {"group.txt": "2020CSZ1234\n2020CSZ5678\n", "model_path.txt": "https://dr
 
 @pytest.fixture
 def candidate(tmp_path):
-    """A folder holding a submittable vae.py, group.txt, model_path.txt, and a PDF report."""
+    """A folder holding a submittable vae.py, group.txt, model_path.txt, a PDF report, and the shipped model files
+    in models/."""
     shutil.copy(VAE_PY, tmp_path)
     for name, text in GOOD.items():
         (tmp_path / name).write_text(text)
     (tmp_path / "report.pdf").write_bytes(b"%PDF-1.7\n% a report\n")
+    (tmp_path / "models").mkdir()
+    copy_model(SHIPPED, tmp_path / "models")
     return tmp_path
 
 
@@ -112,4 +119,84 @@ def test_a_write_that_fails_midway_leaves_no_zip_and_no_temporary(candidate, mon
                                       "--report", str(candidate / "report.pdf")])
     with pytest.raises(SystemExit, match="submission.zip not written: .*No space left on device"):
         submission.main()
-    assert sorted(path.name for path in candidate.iterdir()) == ["group.txt", "model_path.txt", "report.pdf", "vae.py"]
+    assert sorted(path.name for path in candidate.iterdir()) == ["group.txt", "model_path.txt", "models", "report.pdf",
+                                                                  "vae.py"]
+
+
+def check_model_files(folder, monkeypatch, capsys, *extra) -> tuple[str | None, str]:
+    """The tool's main in this process with the retraining on demo files left out (tested above): the message it
+    exits with, or None where it wrote the zip; and what it printed."""
+    import submission
+
+    monkeypatch.setattr(submission, "run_as_grader", lambda *_: None)
+    monkeypatch.setattr(sys, "argv", ["submission.py", "--root", str(folder), "--report", str(folder / "report.pdf"),
+                                      *map(str, extra)])
+    try:
+        submission.main()
+        message = None
+    except SystemExit as stop:
+        message = stop.code
+    return message, capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def other_training(tmp_path_factory) -> Path:
+    """A folder holding a pair from a short training of a smaller VAE than VAE() (a few seconds)."""
+    from conftest import make_demo_files, run_checked
+
+    folder = tmp_path_factory.mktemp("other")
+    demo = make_demo_files(folder)
+    run_checked(demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *short_training("--hidden", "64", "32"),
+                cwd=folder)
+    return folder
+
+
+def test_the_model_files_to_upload_are_run_and_named_with_their_size_and_sha256(candidate, monkeypatch, capsys):
+    folder = candidate / "my model (final)"
+    (candidate / "models").rename(folder)
+    message, printed = check_model_files(candidate, monkeypatch, capsys, "--model", folder)
+    assert message is None, message
+    assert "VAE() loads vae.pth, both test commands ran" in printed
+    named = printed.splitlines()[-2:]
+    for line, name in zip(named, ("vae.pth", "gmm_params.pkl")):
+        path = folder / name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert line == f"  {path}: {path.stat().st_size:,} bytes, sha256 {digest}"
+    assert (candidate / "submission.zip").is_file()
+
+
+def release_before(gmm_path: Path) -> None:
+    """Rewrite a GMM file in the layout of the release before this one: its model's hash, no fingerprint."""
+    with open(gmm_path, "rb") as handle:
+        contents = pickle.load(handle)
+    del contents["fingerprint"]
+    contents.update(image_shape=np.array([28, 28]), vae_sha256="0" * 64)
+    with open(gmm_path, "wb") as handle:
+        pickle.dump(contents, handle)
+
+
+@pytest.mark.parametrize("problem, fragment", [
+    ("a GMM from another training", "gmm_params.pkl: this GMM was fitted with a different vae.pth"),
+    ("a vae.pth of another architecture", "VAE() cannot load it"),
+    ("a GMM file of the release before", "gmm_params.pkl: not a GMM file saved by this program"),
+    ("a missing vae.pth", "vae.pth: no such file"),
+])
+def test_model_files_that_would_fail_the_grader_are_refused_in_one_line(candidate, other_training, monkeypatch,
+                                                                       capsys, problem, fragment):
+    models = candidate / "my models (2)"
+    (candidate / "models").rename(models)
+    (candidate / "submission.zip").write_bytes(b"an earlier run's zip")
+    if problem == "a GMM from another training":
+        shutil.copy(other_training / "gmm_params.pkl", models)
+    elif problem == "a vae.pth of another architecture":
+        shutil.copy(other_training / "vae.pth", models)
+    elif problem == "a GMM file of the release before":
+        release_before(models / "gmm_params.pkl")
+    else:
+        (models / "vae.pth").unlink()
+    message, _ = check_model_files(candidate, monkeypatch, capsys, "--vae", models / "vae.pth", "--gmm",
+                                   models / "gmm_params.pkl")
+    assert message.startswith("submission: refused:") and message.splitlines() == [message]
+    assert fragment in message and str(models) in message
+    assert "make model, then upload the new pair" in message
+    assert not (candidate / "submission.zip").exists()  # nor the earlier one, which would be submitted by mistake
