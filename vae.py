@@ -48,6 +48,12 @@ PREDICTIONS_FILE = "vae.csv"
 PREDICTIONS_HEADER = "Predicted_Label"
 
 log = logging.getLogger("vae")  # train's progress: printed by the command line, silent on import
+PROGRAM = "vae.py"  # how errors and warnings begin
+
+
+def tell(message: str) -> None:
+    """An error, a warning or a notice for the user: one line on stderr."""
+    print(f"{PROGRAM}: {message}", file=sys.stderr)
 
 
 class InputError(Exception):
@@ -348,21 +354,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def parameter_count(input_dim: int, hidden: tuple[int, ...], latent_dim: int) -> int:
-    """count_parameters(VAE(input_dim, hidden, latent_dim)), the model built on PyTorch's meta
-    device: its shapes, without memory."""
-    with torch.device("meta"):
-        return count_parameters(VAE(input_dim, hidden, latent_dim))
-
-
 TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
 
 
 def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig) -> None:
-    """Refuse, before building it, a VAE whose training would exhaust the memory: an MLP's first
-    and last layers grow with the pixels, so a large scan asks for billions of parameters."""
-    pixels = math.prod(image_shape)
-    parameters = parameter_count(pixels, config.hidden, config.latent_dim)
+    """Refuse a VAE whose training would exhaust the memory, before building it: each of its
+    tensors may fit while all of them do not, and the process is then killed (docs/design.md)."""
+    with torch.device("meta"):  # shapes without memory
+        parameters = count_parameters(VAE(math.prod(image_shape), config.hidden, config.latent_dim))
     needed = parameters * TRAINING_BYTES_PER_PARAMETER
     available = available_memory()
     if available is not None and needed > available:
@@ -492,10 +491,9 @@ def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parame
     return history
 
 
-def training_device(name: str) -> torch.device:
-    """The device `train` runs on, with deterministic kernels (where one has none, a warning): the
-    CPU, or an NVIDIA GPU, tried with a tiny product so that one this PyTorch cannot run (an old
-    card, another process's, out of memory) stops here in one line, not in the first epoch."""
+def set_up_device(name: str) -> torch.device:
+    """Turn on deterministic kernels (an operation with none warns) and return the device named; a
+    GPU this PyTorch cannot run stops here in one line, not in the first epoch."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     if name == "cpu":
         return torch.device("cpu")
@@ -855,15 +853,13 @@ RESTART_SEED_STEP = 1000  # restart r trains from seed + 1000 r: another traject
 
 
 def wrong_labelled(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
-    """The labelled images the GMM gives another digit: none where each component holds exactly
-    one digit's labelled images."""
+    """The labelled images the GMM gives another digit."""
     return np.flatnonzero(gmm.predict(val_codes) != val_labels)
 
 
 def merged_digits(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> list[int]:
-    """The digits most of whose labelled images the GMM gives another digit: the mark of codes that
-    merged them into another digit's cluster, which no GMM can undo and the refinement, led by the
-    GMM, would deepen. A minority wrong is odd images, which the refinement may mend."""
+    """The digits most of whose labelled images the GMM gives another digit: codes that merged them
+    into another digit's cluster, which no GMM can undo (a minority wrong is odd images)."""
     predicted = gmm.predict(val_codes)
     return [int(digit) for digit in np.unique(val_labels)
             if np.mean(predicted[val_labels == digit] != digit) > 0.5]
@@ -871,9 +867,8 @@ def merged_digits(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> li
 
 def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
                                val_labels: np.ndarray) -> GMM | None:
-    """The cheap remedy for a GMM that gets labelled images wrong: EM started, in turn, at the j-th
-    labelled image of every digit instead of their means. Of the fits that classify every labelled
-    image, the one under which they are likeliest; None where no start gives one."""
+    """EM started at the j-th labelled image of every digit, for each j: of the fits that classify
+    every labelled image, the one under which they are likeliest; None where none does."""
     best, best_score = None, -math.inf
     for start in range(np.unique(val_labels, return_counts=True)[1].max()):
         gmm = fit_digit_gmm(train_codes, val_codes, val_labels, start=start)
@@ -886,48 +881,37 @@ def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
 
 
 class LabelledCheck(NamedTuple):
-    """What the labelled images said after a GMM fit, and what was done: vae_history.json's."""
-    seed: int
+    """What the labelled images showed after one GMM fit: vae_history.json keeps each."""
+    seed: int  # of the training
     stage: str
     em_iterations: int
-    wrong: list[int]  # the labelled images the fitted GMM gives another digit
+    labelled: int  # how many labelled images there are
+    wrong: list[int]  # those the fitted GMM gives another digit
     merged: list[int]  # the digits most of whose labelled images it gives another
-    action: str  # "none", "refit" (from single labelled images), "restart" or "keep"
+    refitted: bool  # whether a refit from single labelled images got them all right, and was kept
 
-    def outcome(self) -> str:
-        """The action, in words."""
-        merged = "odd images, none merged"
+    def summary(self) -> str:
+        said = f"{self.labelled - len(self.wrong)} of {self.labelled} right"
+        if self.refitted:
+            return f"{said}; the GMM refitted from single labelled images gets them all right"
         if self.merged:
-            merged = f"the codes merge digit {self.merged[0]} into another"
-        return {"none": "none", "refit": "GMM refitted from single labelled images",
-                "restart": f"restart: {merged}", "keep": f"kept: {merged}"}[self.action]
+            return f"{said}; the codes merge digit {self.merged[0]} into another"
+        return said if not self.wrong else f"{said}; odd images, no digit merged"
 
 
 def checked_gmm(model: VAE, train_pixels: np.ndarray, val_pixels: np.ndarray,
-                val_labels: np.ndarray, *, seed: int, stage: str,
-                can_restart: bool) -> tuple[GMM, LabelledCheck]:
-    """A GMM fitted to the model's codes, one component per digit, and what its labelled images
-    call for: nothing where all are right; else the remedy's GMM where one gets them all right;
-    else, where a digit is merged, a restart if one is left; else keeping the GMM as it is. Returns
-    the GMM to go on with, and the check."""
+                val_labels: np.ndarray, seed: int, stage: str) -> tuple[GMM, LabelledCheck]:
+    """A GMM of the model's codes, one component per digit, and its labelled images' check; where
+    some are wrong, the refit from single labelled images instead, if it gets them all right."""
     train_codes = latent_codes(model, train_pixels)
     val_codes = latent_codes(model, val_pixels)
     gmm = fit_digit_gmm(train_codes, val_codes, val_labels)
     wrong = wrong_labelled(gmm, val_codes, val_labels).tolist()
+    refit = refit_from_labelled_images(train_codes, val_codes, val_labels) if wrong else None
     merged = merged_digits(gmm, val_codes, val_labels)
-    check = functools.partial(LabelledCheck, seed, stage, gmm.n_iter, wrong, merged)
-    if not wrong:
-        return gmm, check("none")
-    remedy = refit_from_labelled_images(train_codes, val_codes, val_labels)
-    if remedy is not None:
-        return remedy, check("refit")
-    if merged and can_restart:
-        return gmm, check("restart")
-    return gmm, check("keep")
-
-
-class Restart(Exception):
-    """The codes merged two digits: training starts again from a derived seed."""
+    refitted = refit is not None
+    check = LabelledCheck(seed, stage, gmm.n_iter, len(val_labels), wrong, merged, refitted)
+    return (gmm if refit is None else refit), check
 
 
 class Fit(NamedTuple):
@@ -937,62 +921,40 @@ class Fit(NamedTuple):
     checks: list[LabelledCheck]  # after each GMM fit, of every training
 
 
-def train_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                     config: TrainConfig, checks: list[LabelledCheck], can_restart: bool) -> Fit:
-    """The method from config.seed, on config.device: the VAE, a first GMM, the refinement rounds
-    with a GMM fitted after each, then the decoder alone. After every GMM fit the labelled images
-    are checked and the check appended to `checks`; raises Restart where they show two digits merged
-    and `can_restart`."""
-    data = torch.from_numpy(train_pixels).to(training_device(config.device))
-
-    def fitted_gmm(model: VAE, stage: str) -> GMM:
-        gmm, check = checked_gmm(model, train_pixels, val_pixels, val_labels, seed=config.seed,
-                                 stage=stage, can_restart=can_restart)
-        checks.append(check)
-        right = len(val_labels) - len(check.wrong)
-        log.info(f"labelled images after the {stage}: {right} of {len(val_labels)} right; "
-                 f"{check.outcome()}")
-        if check.action == "restart":
-            raise Restart
-        return gmm
-
-    # 1. The VAE learns the codes from the training images alone.
-    model, history = train_vae(data, config)
-    # 2. A first GMM: one component per digit, its labelled images held in it.
-    gmm = fitted_gmm(model, "first GMM fit")
-    # 3. Refinement: each code is pulled toward the component that its image's nearest images agree
-    #    on, and the GMM is fitted again.
-    if config.refine_rounds:
-        neighbours = nearest_images(train_pixels, config.refine_neighbours)
-    for round_number in range(1, config.refine_rounds + 1):
-        targets = propagated_targets(model, train_pixels, neighbours, gmm)
-        history += refine_toward_gmm(model, data, targets, gmm, config)
-        gmm = fitted_gmm(model, f"refinement round {round_number}")
+def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
+                   config: TrainConfig = DEFAULTS) -> Fit:
+    """The whole method, from config.seed, on config.device (set up by set_up_device). Where a GMM's
+    labelled images show two digits merged, training starts again from seed + RESTART_SEED_STEP x r,
+    at most config.restarts times."""
+    data = torch.from_numpy(train_pixels).to(config.device)
+    neighbours = nearest_images(train_pixels, config.refine_neighbours)
+    checks: list[LabelledCheck] = []
+    for restart in range(config.restarts + 1):
+        seed = config.seed + restart * RESTART_SEED_STEP
+        # 1. The VAE learns the codes from the training images alone.
+        model, history = train_vae(data, dataclasses.replace(config, seed=seed))
+        for round_number in range(config.refine_rounds + 1):
+            # 2. A GMM: one component per digit, its labelled images held in it, and checked.
+            stage = f"refinement round {round_number}" if round_number else "first GMM fit"
+            gmm, check = checked_gmm(model, train_pixels, val_pixels, val_labels, seed, stage)
+            checks.append(check)
+            log.info(f"labelled images after the {stage}: {check.summary()}")
+            merged_for_good = check.merged and not check.refitted
+            if merged_for_good and restart < config.restarts:
+                break  # the refinement, led by this GMM, would deepen the merge
+            # 3. Refinement, before every later fit: each code, and a jittered view's, is pulled
+            #    toward the component that its image's nearest images agree on.
+            if round_number < config.refine_rounds:
+                targets = propagated_targets(model, train_pixels, neighbours, gmm)
+                history += refine_toward_gmm(model, data, targets, gmm, config)
+        else:
+            break  # every fit stood: no restart
+        log.info(f"restart {restart + 1} of {config.restarts}: training again from seed "
+                 f"{seed + RESTART_SEED_STEP}")
     # 4. The decoder alone, for reconstruction: no code moves, so no prediction does.
     if config.decoder_epochs:
         history += train_decoder(model, data, config)
     return Fit(model.cpu().eval(), gmm, history, checks)
-
-
-def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                   config: TrainConfig = DEFAULTS) -> Fit:
-    """The whole method, from config.seed; where the labelled images show two digits merged, again
-    from seed + RESTART_SEED_STEP x r, at most config.restarts times, the last training kept
-    whatever it gives."""
-    checks: list[LabelledCheck] = []
-
-    def attempt(restart: int) -> TrainConfig:
-        return dataclasses.replace(config, seed=config.seed + restart * RESTART_SEED_STEP)
-
-    for restart in range(config.restarts):
-        try:
-            return train_classifier(train_pixels, val_pixels, val_labels, attempt(restart), checks,
-                                    can_restart=True)
-        except Restart:
-            log.info(f"restart {restart + 1} of {config.restarts}: training again from seed "
-                     f"{attempt(restart + 1).seed}")
-    return train_classifier(train_pixels, val_pixels, val_labels, attempt(config.restarts), checks,
-                            can_restart=False)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1109,7 +1071,10 @@ def load_gmm(path: str, model_fingerprint: str) -> GMM:
         raise InputError(f"{path}: not a GMM file saved by this program (no {', '.join(keys)}); "
                          "train again to write one")
     fingerprint = contents["fingerprint"]
-    expected = gmm_fingerprint(model_fingerprint, contents)
+    try:
+        expected = gmm_fingerprint(model_fingerprint, contents)
+    except ValueError:  # a hand-edited field with no array form, such as a ragged list
+        expected = None
     if not (isinstance(fingerprint, str) and fingerprint == expected):
         raise InputError(f"{path}: this GMM was fitted with a different vae.pth, or changed since; "
                          "train both together")
@@ -1163,7 +1128,7 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
     input_paths = {os.path.realpath(path) for path in (train_path, val_path)}
     if len(output_paths) != len(outputs) or output_paths & input_paths:
         raise InputError("the output paths must differ from each other and from the inputs")
-    training_device(config.device)  # a GPU asked for that cannot run says so before any reading
+    set_up_device(config.device)  # a GPU asked for that cannot run says so before any reading
     train = load_images(train_path, labels="ignore")
     validation = load_images(val_path, labels="required")
     _check_train_inputs(train, validation, config, train_path, val_path)
@@ -1195,12 +1160,11 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
             json.dump(record, handle, indent=1)
     log.info(f"saved {', '.join(outputs)}")
     last = checks[-1]
-    if last.action == "keep":  # the GMM written still gives these labelled images another digit
+    if last.wrong and not last.refitted:  # the GMM written gives labelled images another digit
         trainings = len({check.seed for check in checks})
-        print(f"vae.py: warning: after {trainings} training(s) the GMM still gives "
-              f"{len(last.wrong)} of the {len(validation.labels)} labelled images of {val_path} "
-              f"another digit (images {', '.join(map(str, last.wrong))}; {last.outcome()}); the "
-              "files are written", file=sys.stderr)
+        wrong = ", ".join(map(str, last.wrong))
+        tell(f"warning: after {trainings} training(s) the GMM gives labelled images {wrong} of "
+             f"{val_path} another digit ({last.summary()}); the files are written")
 
 
 def command_test_reconstruction(data_path: str, vae_path: str) -> None:
@@ -1245,12 +1209,13 @@ def usage(mode: str) -> str:
 
 class _OneLineErrors(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"vae.py: error: {message} (see python vae.py --help)\n")
+        tell(f"error: {message} (see python {PROGRAM} --help)")
+        self.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     usages = "\n" + "\n".join(f"  {usage(mode)} [options]" for mode in MODES)
-    parser = _OneLineErrors(prog="vae.py", usage=usages, description=__doc__,
+    parser = _OneLineErrors(prog=PROGRAM, usage=usages, description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)
     training = parser.add_argument_group("training options (train mode)")
@@ -1306,18 +1271,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             command_test_classifier(*args.paths)
     except KeyboardInterrupt:
-        print("vae.py: interrupted; no output was written", file=sys.stderr)
+        tell("interrupted; no output was written")
         return 130
     except MemoryError:
-        print("vae.py: error: out of memory; use fewer or smaller images, or smaller --hidden "
-              "sizes", file=sys.stderr)
+        tell("error: out of memory; use fewer or smaller images, or smaller --hidden sizes")
         return 1
     except (InputError, FloatingPointError, OSError) as error:
-        print(f"vae.py: error: {error}", file=sys.stderr)
+        tell(f"error: {error}")
         return 2 if isinstance(error, InputError) else 1
     except Exception as error:  # a fault of ours: still one line, no traceback
-        print(f"vae.py: error: unexpected {type(error).__name__}: {error} (a bug in vae.py: please "
-              "report this, with the command that caused it)", file=sys.stderr)
+        tell(f"error: unexpected {type(error).__name__}: {error} (a bug in {PROGRAM}: please "
+             "report this, with the command that caused it)")
         return 1
     finally:
         log.removeHandler(printer)

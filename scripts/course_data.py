@@ -75,13 +75,13 @@ RECONSTRUCTION_IMAGES = 10  # as many as the course's reconstruction file holds
 
 
 def write_draws(course_file: Path, folder: Path) -> dict[str, Path]:
-    """What run.ipynb needs when it is given the course file alone, written into `folder`: val.npz, the validation
-    draw of make model; test.npz, the file's other images with their labels (training never reads them); recon.npz,
-    the first 10 of those."""
+    """What run.ipynb needs when it is given the course file alone, split as make benchmark splits it, written into
+    `folder`: train.npz, the development training part; val.npz, validation draw 0 from the held-out part; test.npz,
+    the held-out rest with its labels, never trained on; recon.npz, the first 10 of those."""
     images, labels = read_course_file(course_file)
-    validation = draw_validation(labels, np.random.default_rng(SHIPPED_DRAW_SEED))
-    test = np.setdiff1d(np.arange(len(labels)), validation)
-    chosen = {"val": validation, "test": test, "recon": test[:RECONSTRUCTION_IMAGES]}
+    train, held_out = split_course_file(labels)
+    validation, test = validation_and_test(labels, held_out, 0)
+    chosen = {"train": train, "val": validation, "test": test, "recon": test[:RECONSTRUCTION_IMAGES]}
     folder.mkdir(parents=True, exist_ok=True)
     for name, indices in chosen.items():
         np.savez(folder / f"{name}.npz", data=images[indices], labels=labels[indices])

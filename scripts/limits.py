@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -67,29 +68,30 @@ def graph_vote_accuracy(pixels: np.ndarray, labels: torch.Tensor, k: int) -> flo
 
 
 def traced_fit(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray, config: vae.TrainConfig,
-               truth: np.ndarray) -> tuple[vae.VAE, vae.GMM, list[list[float]]]:
-    """vae.py's method, its stages called as train_classifier calls them, without the labelled images' checks (for
-    the defaults on this split they never act), recording after each refinement round how often its targets are
-    right, how often the GMM of the training codes is right, and how often the two agree."""
-    data = torch.from_numpy(train_pixels)
-    model, _ = vae.train_vae(data, config)
+               truth: np.ndarray) -> tuple[vae.Fit, list[list[float]]]:
+    """vae.fit_classifier itself, traced: after each refinement round of its last training, how often that round's
+    targets are right, how often the GMM fitted after it is right on the training codes, and how often the two
+    agree."""
+    refine, checked = vae.refine_toward_gmm, vae.checked_gmm
+    targets: list[np.ndarray] = []  # the digits each refinement round pulled the training images toward
+    rounds: dict[int, list[float]] = {}  # per training seed
 
-    def digit_gmm() -> vae.GMM:
-        return vae.fit_digit_gmm(vae.latent_codes(model, train_pixels), vae.latent_codes(model, val_pixels), val_labels)
+    def recording_refine(model, data, round_targets, gmm, config):
+        targets.append(gmm.digits[round_targets.numpy()])
+        return refine(model, data, round_targets, gmm, config)
 
-    gmm = digit_gmm()
-    neighbours = vae.nearest_images(train_pixels, config.refine_neighbours)
-    rounds = []
-    for _ in range(config.refine_rounds):
-        targets = vae.propagated_targets(model, train_pixels, neighbours, gmm)
-        target_digits = gmm.digits[targets.numpy()]
-        vae.refine_toward_gmm(model, data, targets, gmm, config)
-        gmm = digit_gmm()
-        predicted = gmm.predict(vae.latent_codes(model, train_pixels))
-        agreement = [target_digits == truth, predicted == truth, predicted == target_digits]
-        rounds.append([np.mean(matches) for matches in agreement])
-    vae.train_decoder(model, data, config)
-    return model.eval(), gmm, rounds
+    def recording_check(model, pixels, val_pixels, val_labels, seed, stage):
+        gmm, check = checked(model, pixels, val_pixels, val_labels, seed, stage)
+        if stage.startswith("refinement"):
+            predicted = gmm.predict(vae.latent_codes(model, pixels))
+            agreement = [targets[-1] == truth, predicted == truth, predicted == targets[-1]]
+            rounds.setdefault(seed, []).append([float(np.mean(matches)) for matches in agreement])
+        return gmm, check
+
+    with mock.patch.object(vae, "refine_toward_gmm", recording_refine), \
+            mock.patch.object(vae, "checked_gmm", recording_check):
+        fit = vae.fit_classifier(train_pixels, val_pixels, val_labels, config)
+    return fit, rounds.get(fit.checks[-1].seed, [])
 
 
 SUPERVISED_EPOCHS = 8
@@ -172,8 +174,8 @@ def main() -> None:
             validation, test = validation_and_test(labels, held_out, draw)
             validation_pixels = held_pixels[[position[i] for i in validation]]
             if draw == 0:  # the gaps are reported for draw 0's model only
-                model, gmm, rounds = traced_fit(train_pixels, validation_pixels, labels[validation], config,
-                                                labels[train])
+                (model, gmm, *_), rounds = traced_fit(train_pixels, validation_pixels, labels[validation], config,
+                                                      labels[train])
             else:
                 model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config)
             predicted = gmm.predict(vae.latent_codes(model, held_pixels[[position[i] for i in test]]))

@@ -6,7 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from limits import NEIGHBOURS, blurred, graph_vote_accuracy, knn_predict, supervised_code_f1
+import vae
+from conftest import labels_of, pixels_of, short_config
+from limits import NEIGHBOURS, blurred, graph_vote_accuracy, knn_predict, supervised_code_f1, traced_fit
 
 
 def test_knn_votes_with_the_nearest_training_points():
@@ -53,3 +55,14 @@ def test_a_code_trained_on_every_label_separates_what_the_labels_separate():
     assert supervised_code_f1(nn.Linear(2, 2), points[::2], digits[::2], points[1::2], digits[1::2]) > 0.97
     shuffled = rng.permutation(digits)
     assert supervised_code_f1(nn.Linear(2, 2), points[::2], shuffled[::2], points[1::2], shuffled[1::2]) < 0.6
+
+
+def test_the_traced_fit_is_the_method_itself_with_a_row_per_refinement_round(demo):
+    """The same weights and GMM as vae.fit_classifier's, so the gaps it reports are those of the real recipe."""
+    pixels, val_pixels, val_labels = pixels_of(demo["train"])[:600], pixels_of(demo["val"]), labels_of(demo["val"])
+    config = short_config(epochs=2, refine_rounds=2, refine_steps=10)
+    fit, rounds = traced_fit(pixels, val_pixels, val_labels, config, labels_of(demo["train"])[:600])
+    alone = vae.fit_classifier(pixels, val_pixels, val_labels, config)
+    assert all(torch.equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.model.state_dict().values()))
+    assert np.array_equal(fit.gmm.means, alone.gmm.means)
+    assert len(rounds) == 2 and all(0 <= fraction <= 1 for row in rounds for fraction in row)

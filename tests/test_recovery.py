@@ -67,12 +67,14 @@ MERGING = ["--epochs", "3", "--refine-rounds", "1", "--refine-steps", "30", "--d
 
 def test_a_training_whose_codes_merge_starts_again_from_a_derived_seed_and_says_so(demo, tmp_path, cli):
     result = cli(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *MERGING)
-    assert "restart: the codes merge digit 4 into another" in result.stdout
-    assert "restart 1 of 2: training again from seed 1001" in result.stdout
+    said = result.stdout.splitlines()
+    merge = next(line for line in said if line.startswith("labelled images after the first GMM fit: "))
+    assert merge.endswith(" of 15 right; the codes merge digit 4 into another")
+    assert said[said.index(merge) + 1] == "restart 1 of 2: training again from seed 1001"
     assert "warning" not in result.stderr
     checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
     assert [check["seed"] for check in checks] == [1, 1001, 1001]
-    assert checks[0]["action"] == "restart" and checks[0]["merged"] == [4]
+    assert checks[0]["merged"] == [4] and not checks[0]["refitted"]
     assert checks[0]["wrong"] and not checks[-1]["wrong"]
     cli(demo["val"], "test_classifier", "vae.pth", "gmm_params.pkl")
     assert np.array_equal(read_predictions(tmp_path), labels_of(demo["val"]))
@@ -83,13 +85,12 @@ def test_without_restarts_the_merge_is_kept_and_named_in_a_closing_warning(demo,
     result = cli(demo["train"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *no_recovery)
     checks = json.loads((tmp_path / "vae_history.json").read_text())["labelled_checks"]
     wrong = ", ".join(map(str, checks[-1]["wrong"]))
-    assert checks[0]["action"] == "keep" and checks[0]["merged"] == [4] and wrong
-    right = 15 - len(checks[0]["wrong"])
-    assert f"after the first GMM fit: {right} of 15 right; kept: the codes merge digit 4 into another" in result.stdout
-    warning = result.stderr.strip().splitlines()
-    assert len(warning) == 1 and warning[0].startswith("vae.py: warning: after 1 training(s)")
-    assert f"labelled images of {demo['val']} another digit (images {wrong};" in warning[0]
-    assert "kept: the codes merge digit 4 into another" in warning[0]
+    assert checks[0]["merged"] == [4] and not checks[0]["refitted"] and wrong
+    summary = f"{15 - len(checks[0]['wrong'])} of 15 right; the codes merge digit 4 into another"
+    assert f"labelled images after the first GMM fit: {summary}" in result.stdout
+    assert "restart" not in result.stdout
+    assert result.stderr.strip() == (f"vae.py: warning: after 1 training(s) the GMM gives labelled images {wrong} of "
+                                     f"{demo['val']} another digit ({summary}); the files are written")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["gmm_params.pkl", "vae.pth", "vae_history.json"]
 
 
@@ -101,7 +102,7 @@ def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, se
     config = short_config(epochs=epochs, refine_rounds=0, decoder_epochs=0, seed=seed, restarts=2)
     fit = vae.fit_classifier(pixels, pixels_of(demo["val"]), labels_of(demo["val"]), config)
     alone, _ = vae.train_vae(torch.from_numpy(pixels), config)
-    assert [check.action for check in fit.checks] == ["none"]
+    assert [check.wrong for check in fit.checks] == [[]]
     assert all(np.array_equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.state_dict().values()))
 
 
@@ -117,8 +118,8 @@ def test_the_stress_runs_collapse_recovers_on_the_development_split():
     pixels = scaled(images)
     config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS["--hidden 1024 512"], seed=1)
     fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config)
-    assert fit.checks[0].action == "restart" and fit.checks[0].merged
-    assert [check.seed for check in fit.checks][-1] == 1001
+    assert fit.checks[0].merged and not fit.checks[0].refitted
+    assert [check.seed for check in fit.checks][1:] == [1001] * (len(fit.checks) - 1)
     val_codes = vae.latent_codes(fit.model, pixels[validation])
     assert not vae.merged_digits(fit.gmm, val_codes, labels[validation])
     predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))

@@ -263,6 +263,7 @@ CHANGED_GMM_FIELDS = {  # case: the fields changed from what train wrote
     "digits swapped": {"digits": np.array([4, 1, 8])},
     "weights saved at half precision": {"weights": shipped_gmm()["weights"].astype(np.float16)},
     "a fingerprint that is not text": {"fingerprint": np.zeros(3)},
+    "means as a ragged list": {"means": [[0.0, 1.0], [2.0], [3.0, 4.0]]},
 }
 
 
@@ -280,7 +281,7 @@ def test_images_too_large_for_an_mlp_are_refused_before_training(demo, tmp_path,
     np.savez(tmp_path / "scans.npz", data=np.zeros((6, 512, 512), np.uint8))
     monkeypatch.setattr(vae, "fit_classifier", None)  # training would now fail with a TypeError
     result = cli("scans.npz", demo["val"], "train", "vae.pth", "gmm.pkl", expect=None)
-    parameters = vae.parameter_count(512 * 512, vae.DEFAULTS.hidden, vae.DEFAULTS.latent_dim)
+    parameters = vae.count_parameters(vae.VAE(512 * 512))
     assert_clean_error(result, 2, "scans.npz: a VAE for images of 512x512 pixels", f"{parameters:,} parameters",
                        "1.0 GiB of memory are free; use smaller images")
     assert sorted(os.listdir(tmp_path)) == ["scans.npz"]
