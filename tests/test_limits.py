@@ -66,3 +66,19 @@ def test_the_traced_fit_is_the_method_itself_with_a_row_per_refinement_round(dem
     assert all(torch.equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.model.state_dict().values()))
     assert np.array_equal(fit.gmm.means, alone.gmm.means)
     assert len(rounds) == 2 and all(0 <= fraction <= 1 for row in rounds for fraction in row)
+
+
+def test_the_strong_baseline_trains_on_jittered_views_and_separates_the_shapes():
+    rng = np.random.default_rng(3)
+    shapes = np.zeros((3, 12, 12), np.float32)
+    shapes[0, 2:10, 5:7] = 1
+    shapes[1, 5:7, 2:10] = 1
+    shapes[2, 2:10, 2:10] = 1
+    shapes[2, 4:8, 4:8] = 0
+    digits = np.repeat([1, 4, 8], 60)
+    pixels = shapes[np.searchsorted([1, 4, 8], digits)] + 0.05 * rng.random((180, 12, 12)).astype(np.float32)
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(144, 32), nn.ELU(), nn.Linear(32, 2))
+    f1 = supervised_code_f1(encoder, pixels[::2], digits[::2], pixels[1::2], digits[1::2], epochs=20, lr=1e-2,
+                            jitter=1.0)
+    assert f1 > 0.95
