@@ -94,16 +94,16 @@ class TrainConfig:
         (512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
     latent_dim: int = _setting(2, "latent dimensions")
     refine_rounds: int = _setting(
-        2, "rounds of refinement toward the GMM after its first fit (0: none)")
+        8, "rounds of refinement toward the GMM after its first fit (0: none)")
     refine_steps: int = _setting(
-        750, "optimiser steps per round, rounded to whole epochs, pulling each code toward its "
+        1250, "optimiser steps per round, rounded to whole epochs, pulling each code toward its "
         "image's component")
     refine_weight: float = _setting(50.0, "weight of the refinement's cluster loss")
     refine_lr: float = _setting(3e-4, "learning rate of the refinement")
     refine_neighbours: int = _setting(
         10, "nearest images (deskewed, blurred) that choose each image's component")
     refine_jitter: float = _setting(
-        0.5, "random turns, scalings, shifts of views also pulled (1: "
+        1.0, "random turns, scalings, shifts of views also pulled (1: "
         f"{JITTER_DEGREES} deg, {JITTER_SCALE * 100:g} %%, {JITTER_SHIFT * 50:g} %% of the side)")
     decoder_epochs: int = _setting(
         20, "passes training the decoder alone, last, for reconstruction, on "
@@ -178,13 +178,11 @@ def _check_fits_in_memory(archive: zipfile.ZipFile, key: str) -> None:
     compressed file can declare millions of images."""
     member = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
     with archive.open(member) as stream:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:  # a newer format: numpy reads and checks it
+        major, minor = np.lib.format.read_magic(stream)
+        read_header = getattr(np.lib.format, f"read_array_header_{major}_{minor}", None)
+        if read_header is None:  # a newer format: numpy reads and checks it
             return
+        shape, _, dtype = read_header(stream)
     values = math.prod(shape)
     needed = values * (dtype.itemsize + 12)  # the float64 scaling copy and the float32 result
     available = available_memory()
@@ -325,9 +323,8 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects: decoded
-        from a sample of q(z|x) in training mode, from the mean in eval mode (what
-        test_reconstruction writes)."""
+        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects; decoded
+        from the mean in eval mode, as test_reconstruction writes it."""
         mean, log_var = self.encode(x)
         z = self.sample(mean, log_var) if self.training else mean
         return self.decode(z), mean, log_var
@@ -402,10 +399,8 @@ SSIM_WINDOW = 7  # skimage's default: the side of the uniform windows SSIM is av
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each image's structural similarity, for images (N, H, W) in [0, 1], as
-    skimage.metrics.structural_similarity(x, y, data_range=1) computes it: 7x7 uniform windows,
-    sample covariances, K1 = 0.01, K2 = 0.03, averaged over the windows inside the image (Wang et
-    al. 2004). Differentiable; the course scores reconstructions by it."""
+    """Each image's SSIM, for images (N, H, W) in [0, 1], differentiable and equal to
+    skimage.metrics.structural_similarity(x, y, data_range=1), by which the course scores."""
     c1 = 0.01**2
     c2 = 0.03**2
     moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)
@@ -462,9 +457,8 @@ BatchLoss = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # batch indices -
 def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parameter],
                data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                schedule: Schedule) -> list[dict[str, float]]:
-    """Adam on `parameters` over `epochs` shuffled passes of the images `data` (N, H, W), minimising
-    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms. The
-    terms are summed on the device and read once an epoch, so a GPU never waits for the CPU."""
+    """Adam on `parameters` over `epochs` shuffled passes of `data`, minimising
+    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms."""
     optimizer = torch.optim.Adam(parameters, lr=lr)
     scheduler = LambdaLR(optimizer, schedule(epochs * math.ceil(len(data) / batch_size)))
     history: list[dict[str, float]] = []
@@ -528,24 +522,21 @@ def train_vae(data: torch.Tensor, config: TrainConfig = DEFAULTS) -> tuple[VAE, 
     return model, history
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def latent_codes(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Each image's code, the mean of q(z|x), for images (N, H, W), wherever the model is; float64,
-    for the GMM."""
+    """Each image's code, the mean of q(z|x), wherever the model is; float64, for the GMM."""
+    device = next(model.parameters()).device
     data = torch.from_numpy(pixels.reshape(len(pixels), -1))
-    codes = [model.encode(chunk.to(_device_of(model)))[0].cpu() for chunk in data.split(batch_size)]
+    codes = [model.encode(chunk.to(device))[0].cpu() for chunk in data.split(batch_size)]
     return torch.cat(codes).double().numpy()
 
 
 @torch.no_grad()
 def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Decode each image's code: no sampling, so the same input gives the same output."""
+    device = next(model.parameters()).device
     codes = torch.from_numpy(latent_codes(model, pixels, batch_size)).float()
-    decoded = [model.decode(chunk.to(_device_of(model))).cpu() for chunk in codes.split(batch_size)]
+    decoded = [model.decode(chunk.to(device)).cpu() for chunk in codes.split(batch_size)]
     return torch.cat(decoded).numpy().reshape(pixels.shape)
 
 
@@ -562,8 +553,8 @@ GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabe
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GMM:
-    """A Gaussian mixture over latent codes, one component per digit: the classifier; fitted by EM,
-    it also carries how EM went (gmm_file_contents writes both, load_gmm reads the classifier)."""
+    """A Gaussian mixture over latent codes, one component per digit: the classifier, and how EM
+    went."""
 
     weights: np.ndarray  # (K,): positive, summing to 1
     means: np.ndarray  # (K, D)
@@ -578,8 +569,7 @@ class GMM:
         return len(self.log_likelihood_trace)
 
     def log_joint(self, points: np.ndarray) -> np.ndarray:
-        """log(weight_k) + log N(x | mean_k, cov_k) for every point and component: (N, K), through
-        Cholesky factors."""
+        """log(weight_k) + log N(x | mean_k, cov_k): (N points, K components)."""
         log_densities = np.empty((len(points), len(self.means)))
         for k, (mean, covariance) in enumerate(zip(self.means, self.covariances)):
             cholesky = np.linalg.cholesky(covariance)
@@ -612,10 +602,8 @@ def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None =
             labelled_components: np.ndarray | None = None,
             labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
             tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> GMM:
-    """EM from `start`: the mixture fitted, its components still standing for start's digits, with
-    the log-likelihood trace. EM never decreases its objective: a weighted mean of log p(x) over
-    unlabelled points and of log p(x, k) over labelled ones. With max_iter 0 the start comes back as
-    it was."""
+    """EM from `start`, with its trace of the objective it never decreases: the weighted mean of
+    log p(x) over unlabelled points and of log p(x, k) over labelled ones, held in component k."""
     from scipy.special import logsumexp  # train only: the test modes start without SciPy
 
     if labelled_points is None:
@@ -648,9 +636,8 @@ def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None =
 
 def assign_components(labelled_log_joint: np.ndarray,
                       labelled_components: np.ndarray) -> np.ndarray:
-    """The one-to-one relabelling of components that maximises the labelled points' joint
-    log-likelihood, as EM can carry a component onto another digit's cluster: digit d is component
-    order[d] of the returned `order`."""
+    """The one-to-one digit-to-component `order` (digit d is component order[d]) under which the
+    labelled points are likeliest: EM can carry a component onto another digit's cluster."""
     from scipy.optimize import linear_sum_assignment  # train only
 
     n_components = labelled_log_joint.shape[1]
@@ -772,8 +759,7 @@ PROPAGATION_STEPS = 20  # 0.9 ** 20 = 0.12: the spread has all but settled
 def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor,
               alpha: float = PROPAGATION_ALPHA, steps: int = PROPAGATION_STEPS) -> torch.Tensor:
     """Label propagation: `steps` times, each row becomes `alpha` x its neighbours' mean +
-    (1 - `alpha`) x its start. A row's start then weighs 1 - alpha, a neighbour h hops away about
-    alpha ** h."""
+    (1 - `alpha`) x its start."""
     propagated = probabilities
     for _ in range(steps):
         propagated = alpha * propagated[neighbours].mean(dim=1) + (1 - alpha) * probabilities
@@ -791,9 +777,8 @@ def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
 
 def refine_toward_gmm(model: VAE, data: torch.Tensor, targets: torch.Tensor, gmm: GMM,
                       config: TrainConfig) -> list[dict[str, float]]:
-    """A round of the refinement: `model` trains on the images `data` at a constant rate with the
-    cluster loss beside the VAE loss, the cross-entropy of each image's target component, averaged
-    over its code and a jittered view's; returns the history."""
+    """A round of the refinement: the VAE loss plus the cross-entropy of each image's target
+    component, averaged over its code and a jittered view's, at a constant rate."""
     targets = targets.to(data.device)
     log_posterior = gmm_log_posterior(gmm, data.device, data.dtype)
     model.train()
@@ -819,12 +804,8 @@ def refine_toward_gmm(model: VAE, data: torch.Tensor, targets: torch.Tensor, gmm
 
 
 def train_decoder(model: VAE, data: torch.Tensor, config: TrainConfig) -> list[dict[str, float]]:
-    """The last stage: the decoder alone trains for reconstruction, (1 - SSIM) beside the
-    cross-entropy, on DECODER_BATCH_FACTOR x batches. The encoder, so every code, the GMM and every
-    prediction, stay as they are. The refinement moved the codes under a decoder trained at a
-    constant rate and for the cross-entropy alone; here the decoder catches up with them, and learns
-    the sharp strokes and clean background that SSIM rewards. Images under 7x7 pixels have no SSIM
-    window, and take the cross-entropy alone."""
+    """The last stage: the decoder alone trains on (1 - SSIM) beside the cross-entropy (alone for
+    images under 7x7 pixels), so no code, and no prediction, moves."""
     pixel_count = data[0].numel()
     scores_ssim = min(data.shape[1:]) >= SSIM_WINDOW and config.ssim_weight > 0
     model.train()

@@ -1,17 +1,22 @@
-"""The numbers the README repeats from docs/results.md are the ones there, and the parameter count is the model's."""
+"""The numbers the README repeats from docs/results.md are the ones there, its demo line is what make demo prints,
+and the parameter count is the model's."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import operator
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import vae
-from conftest import ROOT
+from conftest import ROOT, SHIPPED, run_checked
 
 README = (ROOT / "README.md").read_text()
 RESULTS = (ROOT / "docs" / "results.md").read_text()
@@ -29,6 +34,25 @@ def test_every_measured_number_of_the_readme_comes_from_the_results(heading):
     numbers = MEASURED.findall(section(README, heading))
     assert numbers
     assert [number for number in numbers if number not in RESULTS] == []
+
+
+SHIPPED_BY = {key: json.loads((SHIPPED / "vae_history.json").read_text()).get(key)
+              for key in ("torch", "processor", "threads")}
+HERE = {"torch": torch.__version__, "processor": vae.processor(), "threads": torch.get_num_threads()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(HERE != SHIPPED_BY, reason=f"the README's demo line was printed where the shipped model was "
+                    f"trained, {SHIPPED_BY}; here is {HERE}")
+def test_the_readmes_demo_line_is_what_make_demo_prints(trained, demo):
+    """make demo's last line, from the grader's train command on the demo files (the `trained` fixture), its two
+    test commands and scripts/score.py."""
+    run_checked(demo["recon"], "test_reconstruction", "vae.pth", cwd=trained)
+    run_checked(demo["test"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=trained)
+    scored = subprocess.run([sys.executable, ROOT / "scripts" / "score.py", "--test", demo["test"], "--recon",
+                             demo["recon"], "--outputs", trained], capture_output=True, text=True, check=True)
+    shown = re.search(r"```\n(F1avg .*)\n```", README).group(1)
+    assert scored.stdout.strip() == shown
 
 
 def test_the_parameter_count_in_the_docs_is_the_models():
