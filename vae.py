@@ -90,37 +90,29 @@ class TrainConfig:
     batch_size: int = _setting(128, "images per optimiser step")
     lr: float = _setting(2e-3, "peak learning rate")
     beta: float = _setting(0.1, "weight of the KL term; 0.1 gives clusters the GMM separates well")
-    hidden: tuple[int, ...] = _setting(
-        (512, 256), "hidden layer sizes of the encoder (mirrored in the decoder)")
+    hidden: tuple[int, ...] = _setting((512, 256), "the encoder's hidden sizes (mirrored)")
     latent_dim: int = _setting(2, "latent dimensions")
-    refine_rounds: int = _setting(
-        8, "rounds of refinement toward the GMM after its first fit (0: none)")
+    refine_rounds: int = _setting(8, "refinement rounds after the first GMM fit (0: none)")
     refine_steps: int = _setting(
-        1250, "optimiser steps per round, rounded to whole epochs, pulling each code toward its "
+        625, "optimiser steps per round, rounded to whole epochs, pulling each code toward its "
         "image's component")
     refine_weight: float = _setting(50.0, "weight of the refinement's cluster loss")
-    refine_lr: float = _setting(3e-4, "learning rate of the refinement")
-    refine_neighbours: int = _setting(
-        10, "nearest images (deskewed, blurred) that choose each image's component")
+    refine_lr: float = _setting(6e-4, "learning rate of the refinement")
+    refine_neighbours: int = _setting(10, "nearest images that choose each image's component")
     refine_jitter: float = _setting(
         1.0, "random turns, scalings, shifts of views also pulled (1: "
         f"{JITTER_DEGREES} deg, {JITTER_SCALE * 100:g} %%, {JITTER_SHIFT * 50:g} %% of the side)")
     decoder_epochs: int = _setting(
         20, "passes training the decoder alone, last, for reconstruction, on "
         f"{DECODER_BATCH_FACTOR}x batches (0: none)")
-    ssim_weight: float = _setting(
-        1.5, "weight of (1 - SSIM) in those passes, per pixel (1: as much as the cross-entropy)")
-    restarts: int = _setting(
-        2, "trainings from a derived seed, at most, when the labelled images show merged digits")
+    ssim_weight: float = _setting(1.5, "weight of (1 - SSIM) in those passes, per pixel")
+    restarts: int = _setting(2, "trainings from a derived seed, at most, when digits are merged")
     seed: int = _setting(0, "random seed")
-    device: str = _setting(
-        "cpu", "where training runs: cpu, the trajectory measured over seeds, or cuda, an NVIDIA "
-        "GPU's, never measured")
+    device: str = _setting("cpu", "cpu, as measured over seeds, or cuda (never measured)")
 
     def __post_init__(self) -> None:
-        minimums = {"epochs": 1, "batch_size": 1, "latent_dim": 2, "refine_rounds": 0,
-                    "refine_steps": 1, "refine_neighbours": 1, "decoder_epochs": 0, "restarts": 0,
-                    "seed": 0}
+        minimums = dict(epochs=1, batch_size=1, latent_dim=2, refine_rounds=0, refine_steps=1,
+                        refine_neighbours=1, decoder_epochs=0, restarts=0, seed=0)
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if not minimum <= value <= LARGEST_SIZE:
@@ -156,8 +148,7 @@ class Images(NamedTuple):
 
 
 def available_memory() -> int | None:
-    """Bytes this process may still allocate: the least of the machine's available memory and a
-    container's (cgroup v2) room; None where neither can be read."""
+    """Bytes this process may still allocate (a container's limit included); None if unknown."""
     limits = []
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/meminfo") as meminfo:
@@ -174,8 +165,7 @@ def available_memory() -> int | None:
 
 
 def _check_fits_in_memory(archive: zipfile.ZipFile, key: str) -> None:
-    """Refuse, from its .npy header alone, an array whose loading would exhaust the memory: a small
-    compressed file can declare millions of images."""
+    """Refuse, from its .npy header alone, an array too large to load."""
     member = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
     with archive.open(member) as stream:
         major, minor = np.lib.format.read_magic(stream)
@@ -193,8 +183,7 @@ def _check_fits_in_memory(archive: zipfile.ZipFile, key: str) -> None:
 
 
 def _read_arrays(path: str, want_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """(images, labels or None) from an .npz file; labels only when wanted (`train` never reads
-    TRAIN's)."""
+    """(images, labels or None) from an .npz file; labels only when wanted."""
     if not os.path.isfile(path):
         raise InputError("no such file")
     if not zipfile.is_zipfile(path):
@@ -230,10 +219,7 @@ def _as_image_stack(array: np.ndarray, pixels_per_image: int | None) -> np.ndarr
         flat = columns == (side * side if pixels_per_image is None else pixels_per_image)
         if flat and side * side != columns:
             raise InputError(f"rows of {columns} pixels are not square images")
-        if flat:
-            array = array.reshape(rows, side, side)
-        else:
-            array = array[None]
+        array = array.reshape(rows, side, side) if flat else array[None]
     if array.ndim != 3:
         raise InputError(f"images of shape {array.shape} not understood; "
                          "expected (N, H, W), (N, H*W), (N, 1, H, W) or a single (H, W)")
@@ -273,8 +259,7 @@ def _whole_number_labels(labels: np.ndarray, count: int) -> np.ndarray:
 
 def load_images(path: str, pixels_per_image: int | None = None,
                 labels: str = "optional") -> Images:
-    """Read, check and scale images to [0, 1]; `labels` is "ignore", "optional" or "required".
-    Every fault is named with the file."""
+    """Read, check and scale images to [0, 1], naming the file in every fault."""
     try:
         raw, found_labels = _read_arrays(path, want_labels=labels != "ignore")
         stack = _as_image_stack(np.asarray(raw), pixels_per_image)
@@ -323,8 +308,7 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction in [0, 1], mean, log-variance), as the course's code expects; decoded
-        from the mean in eval mode, as test_reconstruction writes it."""
+        """(reconstruction in [0, 1], mean, log-variance); decoded from the mean in eval mode."""
         mean, log_var = self.encode(x)
         z = self.sample(mean, log_var) if self.training else mean
         return self.decode(z), mean, log_var
@@ -354,7 +338,7 @@ def count_parameters(model: nn.Module) -> int:
 TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
 
 
-def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig) -> None:
+def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig, path: str) -> None:
     """Refuse a VAE whose training would exhaust the memory, before building it: each of its
     tensors may fit while all of them do not, and the process is then killed (docs/design.md)."""
     with torch.device("meta"):  # shapes without memory
@@ -364,7 +348,7 @@ def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig) -> None:
     if available is not None and needed > available:
         size = "x".join(map(str, image_shape))
         hidden = " ".join(map(str, config.hidden))
-        raise InputError(f"a VAE for images of {size} pixels with --hidden {hidden} and "
+        raise InputError(f"{path}: a VAE for images of {size} pixels with --hidden {hidden} and "
                          f"--latent-dim {config.latent_dim} has {parameters:,} parameters and "
                          f"needs about {needed / 2**30:,.1f} GiB to train, but "
                          f"{available / 2**30:,.1f} GiB of memory are free; use smaller images "
@@ -372,15 +356,13 @@ def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
-# Loss and training: each stage (the VAE here, the refinement toward the GMM and the decoder alone
-# further down) is a plain function of its batch loss, run by one loop of Adam over shuffled batches
-# of images that are already on the training device.
+# Loss and training: each stage is a plain function of its batch loss, run by one loop of Adam over
+# shuffled batches of images already on the training device.
 
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
              beta: float) -> dict[str, torch.Tensor]:
-    """Per image: Bernoulli reconstruction in nats (from logits, for stability) + beta * KL(q(z|x)
-    || N(0, I)). Returns the loss and its terms: "loss", "reconstruction", "kl"."""
+    """Per image: Bernoulli reconstruction in nats + beta * KL(q(z|x) || N(0, I)), and terms."""
     bce = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum")
     reconstruction = bce / len(x)
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
@@ -389,8 +371,7 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var:
 
 def sampled_vae_loss(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
                      beta: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Every stage's batch loss: vae_loss of images x decoded from a sample of q(z|x), given its
-    mean and log-variance; and the logits decoded, for the terms a stage adds to it."""
+    """vae_loss of x decoded from a sample of q(z|x), and the logits decoded."""
     logits = model.decoder(model.sample(mean, log_var))
     return vae_loss(logits, x, mean, log_var, beta), logits
 
@@ -417,8 +398,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _window_average(images: torch.Tensor) -> torch.Tensor:
-    """The mean over each run of SSIM_WINDOW pixels along the last axis that fits inside it, as one
-    product with a band matrix: on a CPU, many times faster than pooling."""
+    """The mean of each window of SSIM_WINDOW pixels along the last axis: a band product."""
     size = images.shape[-1]
     starts = torch.arange(size - SSIM_WINDOW + 1, device=images.device)
     pixels = torch.arange(size, device=images.device)[:, None]
@@ -447,7 +427,6 @@ def warmup_cosine(total_steps: int,
 
 
 def constant_rate(total_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor per step: 1 throughout."""
     return lambda step: 1.0
 
 
@@ -486,8 +465,7 @@ def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parame
 
 
 def set_up_device(name: str) -> torch.device:
-    """Turn on deterministic kernels (an operation with none warns) and return the device named; a
-    GPU this PyTorch cannot run stops here in one line, not in the first epoch."""
+    """Turn on deterministic kernels and return the device named, if it can run."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     if name == "cpu":
         return torch.device("cpu")
@@ -506,8 +484,7 @@ def set_up_device(name: str) -> torch.device:
 
 
 def train_vae(data: torch.Tensor, config: TrainConfig = DEFAULTS) -> tuple[VAE, list[dict]]:
-    """The first stage: a VAE fitted to the images `data` (N, H, W) in [0, 1] by the VAE loss, on
-    the device that holds them; with the epochs' history."""
+    """The first stage: a VAE fitted to the images `data` by the VAE loss; with its history."""
     torch.manual_seed(config.seed)
     model = VAE(data[0].numel(), config.hidden, config.latent_dim)
     log.info(f"VAE parameters: {count_parameters(model):,}")
@@ -541,9 +518,8 @@ def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.nd
 
 
 # -------------------------------------------------------------------------------------------------
-# Gaussian mixture: EM in the log domain with full covariances. The labelled validation points, when
-# given, keep their component in every E-step and weigh GMM_LABELLED_WEIGHT times an unlabelled one
-# (semi-supervised EM).
+# Gaussian mixture: EM in the log domain with full covariances; labelled validation points keep
+# their component in every E-step and weigh GMM_LABELLED_WEIGHT unlabelled ones (semi-supervised).
 
 GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
 GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
@@ -553,8 +529,7 @@ GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabe
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GMM:
-    """A Gaussian mixture over latent codes, one component per digit: the classifier, and how EM
-    went."""
+    """A Gaussian mixture over latent codes, one component per digit, and how EM went."""
 
     weights: np.ndarray  # (K,): positive, summing to 1
     means: np.ndarray  # (K, D)
@@ -648,8 +623,7 @@ def assign_components(labelled_log_joint: np.ndarray,
 
 def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np.ndarray,
                   start: int | None = None) -> GMM:
-    """One component per validation digit, started at the digit's validation mean or, with `start`
-    j, at its j-th validation image."""
+    """One component per digit, started at its validation mean (or its `start`-th image)."""
     digits = np.unique(val_labels)
     components = np.searchsorted(digits, val_labels)
     members = [val_codes[components == k] for k in range(len(digits))]
@@ -676,11 +650,8 @@ def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np
 
 
 # -------------------------------------------------------------------------------------------------
-# Refinement toward the GMM (self-training). Once the GMM is fitted, each training image takes the
-# component its nearest images favour (label propagation of the GMM's posteriors, Zhou et al. 2004),
-# which mends most codes in another digit's cluster. Some steps then add a cluster loss to the VAE
-# loss, pulling each code, and the code of a jittered view of its image, toward that component (as
-# DEC, Xie et al. 2016, and IDEC, Guo et al. 2017), and the GMM is fitted again.
+# Refinement toward the GMM (self-training, as DEC and IDEC): each training image takes the
+# component its nearest images favour; a cluster loss pulls its code, and a jittered view's, there.
 
 
 def gmm_log_posterior(gmm: GMM, device: torch.device,
@@ -702,8 +673,7 @@ def gmm_log_posterior(gmm: GMM, device: torch.device,
 
 
 def deskewed(pixels: np.ndarray) -> torch.Tensor:
-    """Images (N, H, W) sheared upright and centred by their moments, so a hand's slant stops
-    counting."""
+    """Images (N, H, W) sheared upright and centred by their moments."""
     images = torch.from_numpy(pixels)
     rows, columns = (torch.linspace(-1, 1, size) for size in images.shape[1:])  # grid_sample's
     mass = images.sum(dim=(1, 2)).clamp_min(1e-12)
@@ -723,8 +693,7 @@ def deskewed(pixels: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
-    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength` x
-    (JITTER_DEGREES, JITTER_SCALE, JITTER_SHIFT)."""
+    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength`."""
     uniform = torch.rand(4, len(images), device=images.device, dtype=images.dtype)
     amounts = (uniform * 2 - 1) * strength  # turn, scale, two shifts: in [-1, 1] x strength
     angle = amounts[0] * math.radians(JITTER_DEGREES)
@@ -739,8 +708,7 @@ def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def neighbour_features(pixels: np.ndarray) -> torch.Tensor:
-    """Images (N, H, W) deskewed, then blurred by a 3x3 box, flat: blurred, a stroke drawn a pixel
-    away still overlaps, so distances compare shapes, not positions."""
+    """Images deskewed and blurred by a 3x3 box, flat: what the neighbours compare."""
     return F.avg_pool2d(deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
 
 
@@ -768,8 +736,7 @@ def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor,
 
 def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
                        gmm: GMM) -> torch.Tensor:
-    """Each training image's component: the GMM's posteriors of the codes, propagated over the
-    images' neighbours."""
+    """Each training image's component: the GMM's posteriors propagated over neighbours."""
     codes = torch.from_numpy(latent_codes(model, pixels))
     posteriors = gmm_log_posterior(gmm, codes.device, codes.dtype)(codes).exp()
     return propagate(posteriors, neighbours).argmax(dim=1)
@@ -904,9 +871,8 @@ class Fit(NamedTuple):
 
 def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
                    config: TrainConfig = DEFAULTS) -> Fit:
-    """The whole method, from config.seed, on config.device (set up by set_up_device). Where a GMM's
-    labelled images show two digits merged, training starts again from seed + RESTART_SEED_STEP x r,
-    at most config.restarts times."""
+    """The whole method, from config.seed, on config.device: where a GMM's labelled images show two
+    digits merged, training starts again from seed + RESTART_SEED_STEP x r (config.restarts)."""
     data = torch.from_numpy(train_pixels).to(config.device)
     neighbours = nearest_images(train_pixels, config.refine_neighbours)
     checks: list[LabelledCheck] = []
@@ -1019,8 +985,7 @@ GMM_ARRAYS = ("weights", "means", "covariances", "digits")  # the classifier, in
 
 
 def gmm_fingerprint(model_fingerprint: str, contents: dict) -> str:
-    """A hash of the model's fingerprint and the GMM's arrays as a GMM file holds them: what train
-    wrote together, so that loading can trust the pair whole."""
+    """A hash of the model's fingerprint and the GMM's arrays as its file holds them."""
     digest = hashlib.sha256(model_fingerprint.encode())
     for key in GMM_ARRAYS:
         value = np.asarray(contents[key])
@@ -1029,8 +994,7 @@ def gmm_fingerprint(model_fingerprint: str, contents: dict) -> str:
 
 
 def gmm_file_contents(gmm: GMM, model_fingerprint: str) -> dict:
-    """What gmm_params.pkl holds: a plain dict of NumPy arrays (and EM's count and flag, and the
-    fingerprint that pairs it with its model), which any Python with NumPy reads."""
+    """What gmm_params.pkl holds: a plain dict of NumPy arrays and the fingerprint."""
     contents = {"weights": gmm.weights, "means": gmm.means, "covariances": gmm.covariances,
                 "digits": gmm.digits, "log_likelihood_trace": gmm.log_likelihood_trace,
                 "n_iter": gmm.n_iter, "converged": gmm.converged}
@@ -1067,8 +1031,7 @@ def load_gmm(path: str, model_fingerprint: str) -> GMM:
 
 
 def processor() -> str:
-    """The CPU's model name: with the PyTorch release and the thread count, what fixes the last bits
-    of the weights a training gives."""
+    """The CPU's model name: with torch's release and threads, it fixes a training's bits."""
     with contextlib.suppress(OSError, StopIteration):
         with open("/proc/cpuinfo") as cpuinfo:
             names = (line.split(":")[1] for line in cpuinfo if line.startswith("model name"))
@@ -1076,17 +1039,13 @@ def processor() -> str:
     return platform.processor() or platform.machine()
 
 
-def history_path(vae_path: str) -> str:
-    """Where `train` records the loss per epoch, beside the model: vae.pth -> vae_history.json."""
+def history_path(vae_path: str) -> str:  # vae.pth -> vae_history.json, beside it
     return os.path.splitext(vae_path)[0] + "_history.json"
 
 
 def _check_train_inputs(train: Images, validation: Images, config: TrainConfig, train_path: str,
                         val_path: str) -> None:
-    try:
-        check_model_fits(train.pixels.shape[1:], config)
-    except InputError as error:
-        raise InputError(f"{train_path}: {error}") from None
+    check_model_fits(train.pixels.shape[1:], config, train_path)
     if train.pixels.shape[1:] != validation.pixels.shape[1:]:
         raise InputError(f"{val_path}: validation images are {validation.pixels.shape[1:]} but "
                          f"training images are {train.pixels.shape[1:]}")
@@ -1202,13 +1161,11 @@ def build_parser() -> argparse.ArgumentParser:
     training = parser.add_argument_group("training options (train mode)")
     for setting in dataclasses.fields(TrainConfig):
         default = setting.default
-        if isinstance(default, tuple):  # hidden: sizes, as in --hidden 512 256
-            shown = " ".join(map(str, default))
-            training.add_argument(flag(setting.name), type=int, nargs="+", default=default,
-                                  help=f"{setting.metadata['help']} (default {shown})")
-        else:
-            training.add_argument(flag(setting.name), type=type(default), default=default,
-                                  help=f"{setting.metadata['help']} (default {default})")
+        sizes = isinstance(default, tuple)  # hidden: as in --hidden 512 256
+        shown = " ".join(map(str, default)) if sizes else default
+        training.add_argument(flag(setting.name), type=int if sizes else type(default),
+                              nargs="+" if sizes else None, default=default,
+                              help=f"{setting.metadata['help']} (default {shown})")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
