@@ -90,12 +90,12 @@ class TrainConfig:
     batch_size: int = _setting(128, "images per optimiser step")
     lr: float = _setting(2e-3, "peak learning rate")
     beta: float = _setting(0.1, "weight of the KL term; 0.1 gives clusters the GMM separates well")
-    hidden: tuple[int, ...] = _setting((512, 256), "the encoder's hidden sizes (mirrored)")
+    hidden: tuple[int, ...] = _setting(
+        (512, 256), "sizes of the encoder's hidden layers, mirrored in the decoder")
     latent_dim: int = _setting(2, "latent dimensions")
     refine_rounds: int = _setting(8, "refinement rounds after the first GMM fit (0: none)")
     refine_steps: int = _setting(
-        625, "optimiser steps per round, rounded to whole epochs, pulling each code toward its "
-        "image's component")
+        625, "optimiser steps per round (whole epochs) pulling each code toward its component")
     refine_weight: float = _setting(50.0, "weight of the refinement's cluster loss")
     refine_lr: float = _setting(6e-4, "learning rate of the refinement")
     refine_neighbours: int = _setting(10, "nearest images that choose each image's component")

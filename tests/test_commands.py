@@ -131,9 +131,9 @@ def test_the_history_records_the_settings_and_the_torch_that_trained_the_model(d
                                  "refine_steps": 10, "decoder_epochs": 3, "hidden": list(vae.TrainConfig().hidden)}
     assert history["torch"] == torch.__version__  # training reproduces bit for bit only within one release
     stages = [(entry["stage"], entry["epoch"]) for entry in history["epochs"]]
-    refine = [("refine", n) for n in range(1, 11)]  # 10 steps of one batch, twice
+    refine = [("refine", n) for n in range(1, 11)]  # 10 steps of one batch, in each round
     decoder = [("decoder", n) for n in range(1, 4)]
-    assert stages == [("vae", 1), ("vae", 2), *refine, *refine, *decoder]
+    assert stages == [("vae", 1), ("vae", 2), *refine * vae.DEFAULTS.refine_rounds, *decoder]
 
 
 def test_test_modes_import_neither_matplotlib_nor_scipy(demo, shipped):
