@@ -109,13 +109,14 @@ explorer: $(VENV)/.installed $(SHOWN_FILES)  # the shipped model's page: explore
 BASELINE ?= a1fc881
 DRAWS ?= 5
 benchmark: course-file $(VENV)/.installed
-	$(PYTHON) scripts/benchmark.py --data "$$COURSE_FILE" --baseline $(BASELINE) --draws $(DRAWS)
+	$(PYTHON) scripts/benchmark.py --data "$$COURSE_FILE" --baseline $(BASELINE) --draws $(DRAWS) \
+		--out docs/generated/benchmark.md
 
 limits: course-file $(VENV)/.installed
-	$(PYTHON) scripts/limits.py --data "$$COURSE_FILE"
+	$(PYTHON) scripts/limits.py --data "$$COURSE_FILE" --out docs/generated/limits.md
 
 stress: course-file $(VENV)/.installed  # short trainings near the defaults: collapses and recovery
-	$(PYTHON) scripts/stress.py --data "$$COURSE_FILE"
+	$(PYTHON) scripts/stress.py --data "$$COURSE_FILE" --out docs/generated/stress.md
 
 submission: $(VENV)/.installed $(SUBMISSION_ENVIRONMENT)
 	$(PYTHON) scripts/submission.py --python $(SUBMISSION_PYTHON) $(if $(REPORT),--report "$$REPORT") \

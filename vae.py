@@ -1,20 +1,22 @@
 """Few-shot digit classification with a VAE and a Gaussian mixture (COL333/COL671 A3, Part II).
 
-An MLP VAE learns a 2-D latent space from unlabelled images; a Gaussian mixture written in NumPy,
-fitted by EM on the latent codes and anchored by 5 labelled validation images per digit, turns it
-into a classifier.
+Start reading at `fit_classifier`: the method, its check and its restart, on one screen. An MLP VAE
+learns a 2-D latent space from the training images, a refinement pulls its codes toward clusters of
+the images found without a label, and a Gaussian mixture written in NumPy, fitted by EM on the codes
+from the validation images' class means, turns the codes into a classifier.
+
+Labels: the VAE, its refinement included, trains on no label; the 5 labelled validation images per
+digit only start the GMM at their class means, name its components and check it, and a check that
+finds two digits merged trains again from another seed.
 
 modes:
-  train                trains the VAE on TRAIN's images (its labels are never used), fits one GMM
-                       component per digit in VAL's labels, saves vae.pth (a state_dict) and
-                       gmm_params.pkl (a dict)
-  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its latent mean
-                       (float32)
+  train                trains the VAE on TRAIN's images (never its labels), fits a GMM component
+                       per digit of VAL's; saves vae.pth (a state_dict), gmm_params.pkl (a dict)
+  test_reconstruction  writes vae_reconstructed.npz: each image decoded from its code (float32)
   test_classifier      writes vae.csv: header Predicted_Label, one digit per image
 
 Images: .npz with key 'data' (or a single array) and optional 'labels'; uint8 0-255,
-float 0-1 or 0-255; (N,H,W), (N,H*W), (N,1,H,W) or (H,W).
-The report's figures: python scripts/report.py (see the README).
+float 0-1 or 0-255; (N,H,W), (N,H*W), (N,1,H,W) or (H,W). The report: scripts/report.py.
 """
 
 import argparse
@@ -43,17 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-RECONSTRUCTION_FILE = "vae_reconstructed.npz"
-PREDICTIONS_FILE = "vae.csv"
-PREDICTIONS_HEADER = "Predicted_Label"
-
 log = logging.getLogger("vae")  # train's progress: printed by the command line, silent on import
 PROGRAM = "vae.py"  # how errors and warnings begin
-
-
-def tell(message: str) -> None:
-    """An error, a warning or a notice for the user: one line on stderr."""
-    print(f"{PROGRAM}: {message}", file=sys.stderr)
 
 
 class InputError(Exception):
@@ -69,7 +62,7 @@ def _setting(default, meaning: str):
 
 
 def flag(name: str) -> str:
-    """The command-line flag of a setting: refine_steps -> --refine-steps."""
+    """The command-line flag of a setting: refine_epochs -> --refine-epochs."""
     return "--" + name.replace("_", "-")
 
 
@@ -90,39 +83,36 @@ class TrainConfig:
     batch_size: int = _setting(128, "images per optimiser step")
     lr: float = _setting(2e-3, "peak learning rate")
     beta: float = _setting(0.1, "weight of the KL term; 0.1 gives clusters the GMM separates well")
-    hidden: tuple[int, ...] = _setting(
-        (512, 256), "sizes of the encoder's hidden layers, mirrored in the decoder")
+    hidden: tuple[int, ...] = _setting((512, 256), "encoder's hidden layers, decoder's reversed")
     latent_dim: int = _setting(2, "latent dimensions")
-    refine_rounds: int = _setting(8, "refinement rounds after the first GMM fit (0: none)")
-    refine_steps: int = _setting(
-        625, "optimiser steps per round (whole epochs) pulling each code toward its component")
+    refine_rounds: int = _setting(8, "refinement rounds after the first stage (0: none)")
+    refine_epochs: int = _setting(7, "passes over the images per round, pulling codes to clusters")
     refine_weight: float = _setting(50.0, "weight of the refinement's cluster loss")
     refine_lr: float = _setting(6e-4, "learning rate of the refinement")
-    refine_neighbours: int = _setting(10, "nearest images that choose each image's component")
+    refine_neighbours: int = _setting(10, "nearest images that choose each image's cluster")
     refine_jitter: float = _setting(
         1.0, "random turns, scalings, shifts of views also pulled (1: "
         f"{JITTER_DEGREES} deg, {JITTER_SCALE * 100:g} %%, {JITTER_SHIFT * 50:g} %% of the side)")
     decoder_epochs: int = _setting(
-        20, "passes training the decoder alone, last, for reconstruction, on "
-        f"{DECODER_BATCH_FACTOR}x batches (0: none)")
+        20, f"passes training the decoder alone, last, on {DECODER_BATCH_FACTOR}x batches (0 none)")
     ssim_weight: float = _setting(1.5, "weight of (1 - SSIM) in those passes, per pixel")
     restarts: int = _setting(2, "trainings from a derived seed, at most, when digits are merged")
     seed: int = _setting(0, "random seed")
     device: str = _setting("cpu", "cpu, as measured over seeds, or cuda (never measured)")
 
     def __post_init__(self) -> None:
-        minimums = dict(epochs=1, batch_size=1, latent_dim=2, refine_rounds=0, refine_steps=1,
+        minimums = dict(epochs=1, batch_size=1, latent_dim=2, refine_rounds=0, refine_epochs=1,
                         refine_neighbours=1, decoder_epochs=0, restarts=0, seed=0)
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if not minimum <= value <= LARGEST_SIZE:
                 raise InputError(f"{flag(name)} must be between {minimum} and {LARGEST_SIZE}, "
                                  f"got {value}")
-        if not 0 <= self.refine_jitter <= 5:  # at 10, some views would shrink to a single pixel
-            raise InputError(f"--refine-jitter must be between 0 and 5, got {self.refine_jitter}")
-        if not 0 <= self.ssim_weight <= LARGEST_REAL:
-            raise InputError(f"--ssim-weight must be between 0 and {LARGEST_REAL:.3g}, "
-                             f"got {self.ssim_weight}")
+        ranges = {"refine_jitter": 5, "ssim_weight": LARGEST_REAL}  # jitter 10: views of one pixel
+        for name, largest in ranges.items():
+            value = getattr(self, name)
+            if not 0 <= value <= largest:
+                raise InputError(f"{flag(name)} must be between 0 and {largest:.3g}, got {value}")
         for name in ("lr", "beta", "refine_weight", "refine_lr"):
             value = getattr(self, name)
             if not 0 < value <= LARGEST_REAL:
@@ -138,7 +128,628 @@ class TrainConfig:
 DEFAULTS = TrainConfig()
 
 # -------------------------------------------------------------------------------------------------
-# Data: .npz files of images in any of the common layouts, scaled to [0, 1].
+# Model and losses: an MLP encoder to a Gaussian posterior q(z|x), an MLP decoder to Bernoulli
+# pixel logits, and the beta-VAE loss; SSIM, which the course scores reconstructions by.
+
+
+class VAE(nn.Module):
+    def __init__(self, input_dim: int = 784, hidden_dims: tuple[int, ...] = DEFAULTS.hidden,
+                 latent_dim: int = DEFAULTS.latent_dim) -> None:
+        super().__init__()
+        self.input_dim = input_dim
+        self.latent_dim = latent_dim
+        self.encoder = _mlp([input_dim, *hidden_dims])
+        self.to_mean = nn.Linear(hidden_dims[-1], latent_dim)
+        self.to_log_var = nn.Linear(hidden_dims[-1], latent_dim)
+        self.decoder = nn.Sequential(_mlp([latent_dim, *reversed(hidden_dims)]),
+                                     nn.Linear(hidden_dims[0], input_dim))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(x.flatten(1))
+        return self.to_mean(hidden), self.to_log_var(hidden)
+
+    @staticmethod
+    def sample(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """z ~ q(z|x) by the reparameterisation trick, so gradients reach the encoder."""
+        return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel intensities in [0, 1], flat: (N, input_dim). `decoder` alone gives their logits."""
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction in [0, 1], mean, log-variance); decoded from the mean in eval mode."""
+        mean, log_var = self.encode(x)
+        z = self.sample(mean, log_var) if self.training else mean
+        return self.decode(z), mean, log_var
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "VAE":
+        """Rebuild a VAE of whatever sizes `state` was trained with, and load it."""
+        hidden = tuple(weight.shape[0] for key, weight in state.items()
+                       if key.startswith("encoder.") and key.endswith(".weight"))
+        input_dim = state["encoder.0.weight"].shape[1]
+        model = cls(input_dim, hidden, latent_dim=state["to_mean.weight"].shape[0])
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers = []
+    for size_in, size_out in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(size_in, size_out), nn.ELU()]
+    return nn.Sequential(*layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
+             beta: float) -> dict[str, torch.Tensor]:
+    """Per image: Bernoulli reconstruction in nats + beta * KL(q(z|x) || N(0, I)), and terms."""
+    bce = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum")
+    reconstruction = bce / len(x)
+    kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+
+
+def sampled_vae_loss(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
+                     beta: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """vae_loss of x decoded from a sample of q(z|x), and the logits decoded."""
+    logits = model.decoder(model.sample(mean, log_var))
+    return vae_loss(logits, x, mean, log_var, beta), logits
+
+
+SSIM_WINDOW = 7  # skimage's default: the side of the uniform windows SSIM is averaged over
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each image's SSIM, for images (N, H, W) in [0, 1], differentiable and equal to
+    skimage.metrics.structural_similarity(x, y, data_range=1), by which the course scores."""
+    c1 = 0.01**2
+    c2 = 0.03**2
+    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)
+    across = _window_average(moments)  # (N, 5, H, W - 6)
+    local = _window_average(across.transpose(-2, -1))  # (N, 5, W - 6, H - 6): every 7x7 window
+    mean_x, mean_y, mean_xx, mean_yy, mean_xy = local.unbind(dim=1)
+    unbiased = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+    var_x = unbiased * (mean_xx - mean_x * mean_x)
+    var_y = unbiased * (mean_yy - mean_y * mean_y)
+    cov_xy = unbiased * (mean_xy - mean_x * mean_y)
+    luminance = (2 * mean_x * mean_y + c1) / (mean_x * mean_x + mean_y * mean_y + c1)
+    structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
+    return (luminance * structure).mean(dim=(1, 2))
+
+
+def _window_average(images: torch.Tensor) -> torch.Tensor:
+    """The mean of each window of SSIM_WINDOW pixels along the last axis: a band product."""
+    size = images.shape[-1]
+    starts = torch.arange(size - SSIM_WINDOW + 1, device=images.device)
+    pixels = torch.arange(size, device=images.device)[:, None]
+    band = (pixels >= starts) & (pixels < starts + SSIM_WINDOW)
+    return images @ (band.to(images.dtype) / SSIM_WINDOW)
+
+
+# -------------------------------------------------------------------------------------------------
+# Stages: each a plain function of its batch loss, run by one loop of Adam over shuffled batches of
+# images already on the training device.
+
+WARMUP_FRACTION = 0.2  # of a stage's steps: Adam's first moment estimates are noisy, so ramp up
+
+Schedule = Callable[[int], Callable[[int], float]]  # a stage's steps -> each step's rate factor
+
+
+def warmup_cosine(total_steps: int,
+                  warmup_fraction: float = WARMUP_FRACTION) -> Callable[[int], float]:
+    """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
+    warmup = max(1, round(warmup_fraction * total_steps))
+    decay_steps = max(1, total_steps - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / decay_steps, 1.0)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def constant_rate(total_steps: int) -> Callable[[int], float]:
+    return lambda step: 1.0
+
+
+BatchLoss = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # batch indices -> "loss", terms
+
+
+def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parameter],
+               data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+               schedule: Schedule) -> list[dict[str, float]]:
+    """Adam on `parameters` over `epochs` shuffled passes of `data`, minimising
+    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    scheduler = LambdaLR(optimizer, schedule(epochs * math.ceil(len(data) / batch_size)))
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        totals: dict[str, torch.Tensor] = {}
+        for batch in torch.randperm(len(data), device=data.device).split(batch_size):
+            terms = batch_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            scheduler.step()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0) + value.detach() * len(batch)
+        means = {name: total.item() / len(data) for name, total in totals.items()}
+        if not math.isfinite(means["loss"]):
+            raise FloatingPointError(f"the loss became {means['loss']} in {stage} epoch {epoch}; "
+                                     "try a smaller --lr, or smaller loss weights")
+        seconds = time.perf_counter() - start
+        history.append({"stage": stage, "epoch": epoch, **means, "seconds": seconds})
+        if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
+            shown = "  ".join(f"{name} {value:.3f}" for name, value in means.items())
+            log.info(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
+    return history
+
+
+def train_vae(data: torch.Tensor, config: TrainConfig = DEFAULTS) -> tuple[VAE, list[dict]]:
+    """The first stage: a VAE fitted to the images `data` by the VAE loss; with its history."""
+    torch.manual_seed(config.seed)
+    model = VAE(data[0].numel(), config.hidden, config.latent_dim)
+    log.info(f"VAE parameters: {count_parameters(model):,}")
+    model.to(data.device).train()
+
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        return sampled_vae_loss(model, x, *model.encode(x), config.beta)[0]
+
+    history = run_epochs("vae", batch_loss, model.parameters(), data, epochs=config.epochs,
+                         batch_size=config.batch_size, lr=config.lr, schedule=warmup_cosine)
+    return model, history
+
+
+def train_decoder(model: VAE, data: torch.Tensor, config: TrainConfig) -> list[dict[str, float]]:
+    """The last stage: the decoder alone, on BCE and 1 - SSIM; no code, so no prediction, moves."""
+    pixel_count = data[0].numel()
+    scores_ssim = min(data.shape[1:]) >= SSIM_WINDOW and config.ssim_weight > 0
+    model.train()
+
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        with torch.no_grad():  # the encoder is held as it is
+            mean, log_var = model.encode(x)
+        terms, logits = sampled_vae_loss(model, x, mean, log_var, config.beta)
+        if scores_ssim:
+            terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
+            terms["loss"] = terms["loss"] + config.ssim_weight * pixel_count * (1 - terms["ssim"])
+        return terms
+
+    return run_epochs("decoder", batch_loss, model.decoder.parameters(), data,
+                      epochs=config.decoder_epochs,
+                      batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
+                      schedule=warmup_cosine)
+
+
+@torch.no_grad()
+def latent_codes(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Each image's code, the mean of q(z|x), wherever the model is; float64, for the GMM."""
+    device = next(model.parameters()).device
+    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
+    codes = [model.encode(chunk.to(device))[0].cpu() for chunk in data.split(batch_size)]
+    return torch.cat(codes).double().numpy()
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Decode each image's code: no sampling, so the same input gives the same output."""
+    device = next(model.parameters()).device
+    codes = torch.from_numpy(latent_codes(model, pixels, batch_size)).float()
+    decoded = [model.decode(chunk.to(device)).cpu() for chunk in codes.split(batch_size)]
+    return torch.cat(decoded).numpy().reshape(pixels.shape)
+
+
+# -------------------------------------------------------------------------------------------------
+# Gaussian mixture: EM in the log domain with full covariances. Its points may include labelled
+# ones, each held in its digit's component and weighing GMM_LABELLED_WEIGHT unlabelled ones.
+
+GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
+GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
+GMM_MAX_ITER = 500
+GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabelled ones
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GMM:
+    """A Gaussian mixture over latent codes, each component named by a digit, and how EM went."""
+
+    weights: np.ndarray  # (K,): positive, summing to 1
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D, D): symmetric positive definite
+    digits: np.ndarray  # (K,) whole numbers: the refinement's mixtures number their components
+    log_likelihood_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    converged: bool = False  # whether EM stopped by GMM_TOL rather than by its iteration cap
+
+    @property
+    def n_iter(self) -> int:
+        """EM's iterations: one objective each."""
+        return len(self.log_likelihood_trace)
+
+    def log_joint(self, points: np.ndarray) -> np.ndarray:
+        """log(weight_k) + log N(x | mean_k, cov_k): (N points, K components)."""
+        log_densities = np.empty((len(points), len(self.means)))
+        for k, (mean, covariance) in enumerate(zip(self.means, self.covariances)):
+            cholesky = np.linalg.cholesky(covariance)
+            whitened = np.linalg.solve(cholesky, (points - mean).T)
+            log_det = 2.0 * np.log(np.diag(cholesky)).sum()
+            squared_distance = np.square(whitened).sum(axis=0)
+            log_normaliser = points.shape[1] * np.log(2 * np.pi) + log_det
+            log_densities[:, k] = -0.5 * (log_normaliser + squared_distance)
+        return np.log(self.weights) + log_densities
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """The digit of the most probable component for each point."""
+        return self.digits[self.log_joint(points).argmax(axis=1)]
+
+
+def expectation_step(gmm: GMM, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's log p(x), and its responsibilities p(k | x): (N,), (N, K)."""
+    from scipy.special import logsumexp  # train only: the test modes start without SciPy
+
+    log_joint = gmm.log_joint(points)
+    log_evidence = logsumexp(log_joint, axis=1)
+    return log_evidence, np.exp(log_joint - log_evidence[:, None])
+
+
+def maximisation_step(points: np.ndarray, responsibilities: np.ndarray, digits: np.ndarray,
+                      reg_covar: float = GMM_REG_COVAR) -> GMM:
+    """The mixture likeliest under `responsibilities` (N, K); a component with none keeps ~0."""
+    totals = responsibilities.sum(axis=0) + 10 * np.finfo(float).eps
+    weights = totals / totals.sum()
+    means = responsibilities.T @ points / totals[:, None]
+    covariances = np.empty((len(means), points.shape[1], points.shape[1]))
+    for k, mean in enumerate(means):
+        centred = points - mean
+        covariances[k] = (responsibilities[:, k, None] * centred).T @ centred / totals[k]
+        covariances[k].flat[:: points.shape[1] + 1] += reg_covar
+    return GMM(weights, means, covariances, digits)
+
+
+def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None = None,
+            labelled_components: np.ndarray | None = None,
+            labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
+            tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> GMM:
+    """EM from the mixture `start`, with the trace of the objective, which it never decreases."""
+    # With U the unlabelled points, L the labelled ones, each held in its component k_i, and w their
+    # weight, the objective is the weighted mean log-likelihood (semi-supervised EM, Nigam et al.):
+    #   [ sum_{x in U} log sum_k p(x, k) + w sum_{(x, k_i) in L} log p(x, k_i) ] / (|U| + w |L|)
+    if labelled_points is None:
+        labelled_points = np.empty((0, points.shape[1]))
+        labelled_components = np.empty(0, int)
+    labelled_responsibilities = np.eye(len(start.means))[labelled_components]  # one-hot: held
+    all_points = np.concatenate([points, labelled_points])
+    point_weights = np.concatenate([np.ones(len(points)),
+                                    np.full(len(labelled_points), labelled_weight)])
+    labelled_rows = np.arange(len(labelled_points))
+    gmm = start
+    trace: list[float] = []
+    converged = False
+    for _ in range(max_iter):
+        log_evidence, unlabelled = expectation_step(gmm, points)
+        labelled_term = gmm.log_joint(labelled_points)[labelled_rows, labelled_components]
+        objective = log_evidence.sum() + labelled_weight * labelled_term.sum()
+        trace.append(float(objective / point_weights.sum()))
+        converged = len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol
+        if converged:
+            break
+        responsibilities = np.concatenate([unlabelled, labelled_responsibilities])
+        gmm = maximisation_step(all_points, responsibilities * point_weights[:, None],
+                                start.digits, reg_covar)
+    return dataclasses.replace(gmm, log_likelihood_trace=np.array(trace), converged=converged)
+
+
+def matching(scores: np.ndarray) -> np.ndarray:
+    """Row r's column in the one-to-one matching of `scores` (K, K) with the largest total."""
+    from scipy.optimize import linear_sum_assignment  # train only
+
+    return linear_sum_assignment(scores, maximize=True)[1]
+
+
+def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np.ndarray) -> GMM:
+    """A component per digit, started at its validation class mean; EM holds the labelled there."""
+    digits = np.unique(val_labels)
+    components = np.searchsorted(digits, val_labels)
+    means = np.stack([val_codes[components == k].mean(axis=0) for k in range(len(digits))])
+    dimensions = train_codes.shape[1]
+    # K clusters side by side span about K times one cluster's width along the axes that part them,
+    # so one cluster's covariance starts at the codes' covariance over K squared
+    start_covariance = np.cov(train_codes.T).reshape(dimensions, -1) / len(digits) ** 2
+    try:  # GMM.log_joint's Cholesky factors
+        np.linalg.cholesky(start_covariance)
+    except np.linalg.LinAlgError:
+        raise InputError("the latent codes of these images do not spread out, so no GMM fits: "
+                         "are the images blank or all alike, or is --beta too large?") from None
+    covariances = np.repeat(start_covariance[None], len(digits), axis=0)
+    weights = np.full(len(digits), 1 / len(digits))
+    fitted = fit_gmm(train_codes, GMM(weights, means, covariances, digits), val_codes, components)
+    # Ten points a digit can still be outweighed, and EM carry a component onto another digit's
+    # cluster: name the components afresh, by the matching under which the labelled are likeliest.
+    score = np.zeros((len(digits), len(digits)))  # [d, k]: digit d's labelled points under k
+    np.add.at(score, components, fitted.log_joint(val_codes))
+    named = np.empty_like(digits)
+    named[matching(score)] = digits
+    return dataclasses.replace(fitted, digits=named)
+
+
+# -------------------------------------------------------------------------------------------------
+# Refinement, without a label (self-training, as DEC and IDEC): the training images are parted into
+# as many clusters as there are digits by their neighbour graph alone; each round fits a mixture to
+# the codes by EM with no label, gives each image the component its nearest images favour, and
+# pulls its code, and a jittered view's, toward it.
+
+
+def deskewed(pixels: np.ndarray) -> torch.Tensor:
+    """Images (N, H, W) sheared upright and centred by their moments."""
+    images = torch.from_numpy(pixels)
+    rows, columns = (torch.linspace(-1, 1, size) for size in images.shape[1:])  # grid_sample's
+    mass = images.sum(dim=(1, 2)).clamp_min(1e-12)
+    centre_row = (images.sum(dim=2) @ rows) / mass
+    centre_column = (images.sum(dim=1) @ columns) / mass
+    down = rows[:, None] - centre_row[:, None, None]
+    across = columns - centre_column[:, None, None]
+    covariance = (images * down * across).sum(dim=(1, 2))
+    slant = covariance / (images * down**2).sum(dim=(1, 2)).clamp_min(1e-12)
+    one = torch.ones_like(slant)
+    zero = torch.zeros_like(slant)
+    shear = torch.stack([torch.stack([one, slant, centre_column], 1),
+                         torch.stack([zero, one, centre_row], 1)], 1)
+    grid = F.affine_grid(shear, [len(images), 1, *images.shape[1:]], align_corners=True)
+    return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]
+
+
+def neighbour_features(pixels: np.ndarray) -> torch.Tensor:
+    """Images deskewed and blurred by a 3x3 box, flat: what the neighbours compare."""
+    return F.avg_pool2d(deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
+
+
+def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tensor:
+    """Indices (N, k) of each image's k nearest images by `neighbour_features`, itself included."""
+    points = neighbour_features(pixels)
+    k = min(k, len(points))
+    parts = points.split(chunk)
+    return torch.cat([torch.cdist(part, points).topk(k, largest=False).indices for part in parts])
+
+
+KMEANS_STARTS = 10  # the spectral embedding's k-means: the tightest of this many seeded starts
+GRAPH_REGULARITY = 0.01  # x the mean degree: each image's weak link to all, which joins the graph
+
+
+def graph_clusters(neighbours: torch.Tensor, count: int, seed: int) -> np.ndarray:
+    """Each image's cluster of `count`: spectral clustering of the graph (Ng, Jordan, Weiss)."""
+    from scipy.cluster.vq import ClusterError, kmeans2  # train only
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    size = len(neighbours)
+    rows = np.repeat(np.arange(size), neighbours.shape[1])
+    links = coo_matrix((np.ones(rows.size), (rows, neighbours.numpy().ravel())), (size, size))
+    adjacency = ((links + links.T) > 0).astype(float).tocsr()  # each image is its own neighbour
+    # A graph in pieces has a repeated leading eigenvalue, which ARPACK finds once: a weak link of
+    # each image to every other, GRAPH_REGULARITY of a degree in all, joins it (Amini et al. 2013).
+    spread = GRAPH_REGULARITY * adjacency.sum() / size**2
+    scale = 1 / np.sqrt(adjacency.sum(axis=1).A1 + spread * size)
+
+    def normalised(vectors: np.ndarray) -> np.ndarray:  # D^-1/2 (A + spread) D^-1/2 x
+        scaled = vectors.reshape(size, -1) * scale[:, None]
+        return scale[:, None] * (adjacency @ scaled + spread * scaled.sum(axis=0))
+
+    operator = LinearOperator((size, size), matvec=normalised, matmat=normalised, dtype=float)
+    start = np.full(size, 1 / math.sqrt(size))  # ARPACK's start, fixed: the same vectors each run
+    _, vectors = eigsh(operator, k=count, which="LA", v0=start)
+    embedded = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    best, least_spread = None, math.inf
+    for attempt in range(seed * KMEANS_STARTS, (seed + 1) * KMEANS_STARTS):
+        with contextlib.suppress(ClusterError):  # a start that left a cluster empty
+            centres, clusters = kmeans2(embedded, count, minit="++", missing="raise", seed=attempt)
+            spread = np.square(embedded - centres[clusters]).sum()
+            if spread < least_spread:
+                best, least_spread = clusters, spread
+    if best is None:
+        raise InputError(f"the images do not part into {count} clusters by their neighbours: are "
+                         "they blank or all alike?")
+    return best.astype(np.int64)
+
+
+PROPAGATION_ALPHA = 0.9  # Zhou et al. 2004's choice: a row keeps a tenth of its own posterior
+PROPAGATION_STEPS = 20  # 0.9 ** 20 = 0.12: the spread has all but settled
+
+
+def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor,
+              alpha: float = PROPAGATION_ALPHA, steps: int = PROPAGATION_STEPS) -> torch.Tensor:
+    """Label propagation: `steps` times, each row := alpha x its neighbours' mean + rest x start."""
+    propagated = probabilities
+    for _ in range(steps):
+        propagated = alpha * propagated[neighbours].mean(dim=1) + (1 - alpha) * probabilities
+    return propagated
+
+
+def refinement_targets(mixture: GMM, codes: np.ndarray, neighbours: torch.Tensor,
+                       clusters: np.ndarray) -> np.ndarray:
+    """Each training image's component: the mean of its posterior under the mixture and its graph
+    cluster, propagated over its neighbours. The cluster holds a mixture that drifts from it."""
+    _, posteriors = expectation_step(mixture, codes)
+    start = (posteriors + np.eye(len(mixture.means))[clusters]) / 2
+    return propagate(torch.from_numpy(start), neighbours).argmax(dim=1).numpy()
+
+
+@torch.no_grad()
+def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
+    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength`."""
+    uniform = torch.rand(4, len(images), device=images.device, dtype=images.dtype)
+    amounts = (uniform * 2 - 1) * strength  # turn, scale, two shifts: in [-1, 1] x strength
+    angle = amounts[0] * math.radians(JITTER_DEGREES)
+    size = 1 + JITTER_SCALE * amounts[1]
+    aspect = (images.shape[2] - 1) / (images.shape[3] - 1)  # a turn of pixels, not of [-1, 1]^2
+    cos = torch.cos(angle) * size
+    sin = torch.sin(angle) * size
+    shift = JITTER_SHIFT * amounts[2:]
+    matrices = torch.stack([cos, -sin * aspect, shift[0], sin / aspect, cos, shift[1]], 1)
+    grid = F.affine_grid(matrices.view(-1, 2, 3), list(images.shape), align_corners=True)
+    return F.grid_sample(images, grid, align_corners=True)
+
+
+def gmm_log_posterior(gmm: GMM, device: torch.device,
+                      dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """log q(k | z) (N, K), differentiable in codes z (N, D) on `device`; the GMM moves once."""
+    tensor = functools.partial(torch.as_tensor, dtype=dtype, device=device)
+    means = tensor(gmm.means)
+    precisions = tensor(np.linalg.inv(gmm.covariances))
+    log_det = tensor(np.linalg.slogdet(gmm.covariances)[1])
+    log_weights = tensor(np.log(gmm.weights))
+
+    def log_posterior(codes: torch.Tensor) -> torch.Tensor:
+        centred = codes[:, None, :] - means
+        mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, precisions, centred)
+        return torch.log_softmax(log_weights - 0.5 * (mahalanobis + log_det), dim=1)
+
+    return log_posterior
+
+
+def refine_toward_gmm(model: VAE, data: torch.Tensor, targets: np.ndarray, gmm: GMM,
+                      config: TrainConfig) -> list[dict[str, float]]:
+    """A round: the VAE loss + the target's cross-entropy, for each code and a jittered view's."""
+    targets = torch.from_numpy(targets).to(data.device)
+    log_posterior = gmm_log_posterior(gmm, data.device, data.dtype)
+    model.train()
+
+    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        codes, log_var = model.encode(x)
+        terms, _ = sampled_vae_loss(model, x, codes, log_var, config.beta)
+        view_codes = model.encode(jittered(x[:, None], config.refine_jitter))[0]
+        log_q = log_posterior(torch.cat([codes, view_codes]))
+        terms["cluster"] = config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
+        terms["loss"] = terms["loss"] + terms["cluster"]
+        return terms
+
+    return run_epochs("refine", batch_loss, model.parameters(), data, epochs=config.refine_epochs,
+                      batch_size=config.batch_size, lr=config.refine_lr, schedule=constant_rate)
+
+
+def refine(model: VAE, data: torch.Tensor, pixels: np.ndarray, neighbours: torch.Tensor,
+           clusters: np.ndarray, config: TrainConfig) -> tuple[list[dict], list[dict], np.ndarray]:
+    """The refinement's rounds from the graph's `clusters`: history, rounds, the last targets."""
+    count = clusters.max() + 1
+    history, rounds = [], []
+    mixture = None
+    targets = clusters
+    for number in range(1, config.refine_rounds + 1):
+        codes = latent_codes(model, pixels)
+        if mixture is None:  # EM starts from the graph's clusters, then from the last round's fit
+            mixture = maximisation_step(codes, np.eye(count)[clusters], np.arange(count))
+        mixture = fit_gmm(codes, mixture)
+        previous, targets = targets, refinement_targets(mixture, codes, neighbours, clusters)
+        sizes = np.bincount(targets, minlength=count).tolist()
+        changed = float(np.mean(targets != previous))
+        rounds.append({"em_iterations": mixture.n_iter, "sizes": sizes, "changed": changed})
+        log.info(f"refinement round {number}: EM {mixture.n_iter} iterations, clusters of "
+                 f"{', '.join(map(str, sizes))} images, {changed:.2%} changed")
+        history += refine_toward_gmm(model, data, targets, mixture, config)
+    return history, rounds, targets
+
+
+# -------------------------------------------------------------------------------------------------
+# The method: the VAE and its refinement from the training images alone, then the GMM from the
+# labelled images, their check, and a new training where the check finds two digits merged.
+
+RESTART_SEED_STEP = 1000  # restart r trains from seed + 1000 r: another trajectory, reproducibly
+
+
+class LabelledCheck(NamedTuple):
+    """What the labelled validation images show of a GMM: digits merged, or odd images."""
+    labelled: int  # how many there are
+    wrong: list[int]  # those the GMM gives another digit
+    merged: list[int]  # the digits most of whose labelled images it gives another
+
+    @classmethod
+    def of(cls, gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> "LabelledCheck":
+        predicted = gmm.predict(val_codes)
+        merged = [int(digit) for digit in np.unique(val_labels)
+                  if np.mean(predicted[val_labels == digit] != digit) > 0.5]
+        return cls(len(val_labels), np.flatnonzero(predicted != val_labels).tolist(), merged)
+
+    def summary(self) -> str:
+        said = f"{self.labelled - len(self.wrong)} of {self.labelled} right"
+        if self.merged:
+            return f"{said}; the codes merge digit {self.merged[0]} into another"
+        return said if not self.wrong else f"{said}; odd images, no digit merged"
+
+
+def agreement(clusters: np.ndarray, predicted: np.ndarray, digits: np.ndarray) -> float:
+    """The fraction of images whose cluster, each matched to one digit, is their predicted digit."""
+    confusion = np.zeros((len(digits), len(digits)))
+    np.add.at(confusion, (clusters, np.searchsorted(digits, predicted)), 1)
+    return confusion[np.arange(len(digits)), matching(confusion)].sum() / len(clusters)
+
+
+class Fit(NamedTuple):
+    model: VAE  # on the CPU, in eval mode
+    gmm: GMM
+    history: list[dict]  # the loss terms per epoch
+    trainings: list[dict]  # per training: its seed, refinement rounds, GMM and labelled check
+
+
+def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
+                   config: TrainConfig = DEFAULTS) -> Fit:
+    """The whole method, from config.seed on config.device. The VAE is a function of the training
+    images and the seed alone; the labelled images choose between whole trainings, never train."""
+    device = set_up_device(config.device)
+    data = torch.from_numpy(train_pixels).to(device)
+    digits = np.unique(val_labels)
+    neighbours = nearest_images(train_pixels, config.refine_neighbours)
+    trainings: list[dict] = []
+    for restart in range(config.restarts + 1):
+        seed = config.seed + restart * RESTART_SEED_STEP
+        # 1. The VAE learns the codes from the training images alone.
+        model, history = train_vae(data, dataclasses.replace(config, seed=seed))
+        # 2. The refinement pulls them toward clusters of the images found without a label.
+        clusters = graph_clusters(neighbours, len(digits), seed)
+        refined, rounds, targets = refine(model, data, train_pixels, neighbours, clusters, config)
+        history += refined
+        # 3. The GMM, started at the validation class means: the labelled images name and check it.
+        train_codes = latent_codes(model, train_pixels)
+        val_codes = latent_codes(model, val_pixels)
+        gmm = fit_digit_gmm(train_codes, val_codes, val_labels)
+        check = LabelledCheck.of(gmm, val_codes, val_labels)
+        matched = agreement(targets, gmm.predict(train_codes), digits)
+        trainings.append({"seed": seed, "rounds": rounds, "em_iterations": gmm.n_iter,
+                          "clusters_agree_with_gmm": matched, **check._asdict(),
+                          "summary": check.summary()})
+        log.info(f"labelled images: {check.summary()}; the refinement's clusters agree with the "
+                 f"GMM on {matched:.2%} of the training images")
+        # 4. Codes that merged two digits, which no GMM can part: train again from another seed.
+        if not check.merged or restart == config.restarts:
+            break
+        log.info(f"restart {restart + 1} of {config.restarts}: training again from seed "
+                 f"{seed + RESTART_SEED_STEP}")
+    # 5. The decoder alone, for reconstruction: no code moves, so no prediction does.
+    if config.decoder_epochs:
+        history += train_decoder(model, data, config)
+    return Fit(model.cpu().eval(), gmm, history, trainings)
+
+
+# =================================================================================================
+# Plumbing: file formats, memory, the device, files, the commands and the command line. Users' input
+# is checked here; what vae.py wrote itself is trusted through its fingerprint.
+
+RECONSTRUCTION_FILE = "vae_reconstructed.npz"
+PREDICTIONS_FILE = "vae.csv"
+PREDICTIONS_HEADER = "Predicted_Label"
+
+
+def tell(message: str) -> None:
+    """An error, a warning or a notice for the user: one line on stderr."""
+    print(f"{PROGRAM}: {message}", file=sys.stderr)
 
 
 class Images(NamedTuple):
@@ -278,63 +889,6 @@ def load_images(path: str, pixels_per_image: int | None = None,
     return Images(pixels, found_labels, tuple(raw.shape))
 
 
-# -------------------------------------------------------------------------------------------------
-# Model: an MLP encoder to a Gaussian posterior q(z|x), an MLP decoder to Bernoulli pixel logits.
-
-
-class VAE(nn.Module):
-    def __init__(self, input_dim: int = 784, hidden_dims: tuple[int, ...] = DEFAULTS.hidden,
-                 latent_dim: int = DEFAULTS.latent_dim) -> None:
-        super().__init__()
-        self.input_dim = input_dim
-        self.latent_dim = latent_dim
-        self.encoder = _mlp([input_dim, *hidden_dims])
-        self.to_mean = nn.Linear(hidden_dims[-1], latent_dim)
-        self.to_log_var = nn.Linear(hidden_dims[-1], latent_dim)
-        self.decoder = nn.Sequential(_mlp([latent_dim, *reversed(hidden_dims)]),
-                                     nn.Linear(hidden_dims[0], input_dim))
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.encoder(x.flatten(1))
-        return self.to_mean(hidden), self.to_log_var(hidden)
-
-    @staticmethod
-    def sample(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        """z ~ q(z|x) by the reparameterisation trick, so gradients reach the encoder."""
-        return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel intensities in [0, 1], flat: (N, input_dim). `decoder` alone gives their logits."""
-        return torch.sigmoid(self.decoder(z))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction in [0, 1], mean, log-variance); decoded from the mean in eval mode."""
-        mean, log_var = self.encode(x)
-        z = self.sample(mean, log_var) if self.training else mean
-        return self.decode(z), mean, log_var
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "VAE":
-        """Rebuild a VAE of whatever sizes `state` was trained with, and load it."""
-        hidden = tuple(weight.shape[0] for key, weight in state.items()
-                       if key.startswith("encoder.") and key.endswith(".weight"))
-        input_dim = state["encoder.0.weight"].shape[1]
-        model = cls(input_dim, hidden, latent_dim=state["to_mean.weight"].shape[0])
-        model.load_state_dict(state)
-        return model.eval()
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers = []
-    for size_in, size_out in zip(sizes, sizes[1:]):
-        layers += [nn.Linear(size_in, size_out), nn.ELU()]
-    return nn.Sequential(*layers)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, their gradients and Adam's two moments
 
 
@@ -355,115 +909,6 @@ def check_model_fits(image_shape: tuple[int, ...], config: TrainConfig, path: st
                          "(the course's are 28x28) or smaller sizes")
 
 
-# -------------------------------------------------------------------------------------------------
-# Loss and training: each stage is a plain function of its batch loss, run by one loop of Adam over
-# shuffled batches of images already on the training device.
-
-
-def vae_loss(logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-             beta: float) -> dict[str, torch.Tensor]:
-    """Per image: Bernoulli reconstruction in nats + beta * KL(q(z|x) || N(0, I)), and terms."""
-    bce = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="sum")
-    reconstruction = bce / len(x)
-    kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp()) / len(x)
-    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
-
-
-def sampled_vae_loss(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                     beta: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """vae_loss of x decoded from a sample of q(z|x), and the logits decoded."""
-    logits = model.decoder(model.sample(mean, log_var))
-    return vae_loss(logits, x, mean, log_var, beta), logits
-
-
-SSIM_WINDOW = 7  # skimage's default: the side of the uniform windows SSIM is averaged over
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each image's SSIM, for images (N, H, W) in [0, 1], differentiable and equal to
-    skimage.metrics.structural_similarity(x, y, data_range=1), by which the course scores."""
-    c1 = 0.01**2
-    c2 = 0.03**2
-    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)
-    across = _window_average(moments)  # (N, 5, H, W - 6)
-    local = _window_average(across.transpose(-2, -1))  # (N, 5, W - 6, H - 6): every 7x7 window
-    mean_x, mean_y, mean_xx, mean_yy, mean_xy = local.unbind(dim=1)
-    unbiased = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
-    var_x = unbiased * (mean_xx - mean_x * mean_x)
-    var_y = unbiased * (mean_yy - mean_y * mean_y)
-    cov_xy = unbiased * (mean_xy - mean_x * mean_y)
-    luminance = (2 * mean_x * mean_y + c1) / (mean_x * mean_x + mean_y * mean_y + c1)
-    structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
-    return (luminance * structure).mean(dim=(1, 2))
-
-
-def _window_average(images: torch.Tensor) -> torch.Tensor:
-    """The mean of each window of SSIM_WINDOW pixels along the last axis: a band product."""
-    size = images.shape[-1]
-    starts = torch.arange(size - SSIM_WINDOW + 1, device=images.device)
-    pixels = torch.arange(size, device=images.device)[:, None]
-    band = (pixels >= starts) & (pixels < starts + SSIM_WINDOW)
-    return images @ (band.to(images.dtype) / SSIM_WINDOW)
-
-
-WARMUP_FRACTION = 0.2  # of a stage's steps: Adam's first moment estimates are noisy, so ramp up
-
-Schedule = Callable[[int], Callable[[int], float]]  # a stage's steps -> each step's rate factor
-
-
-def warmup_cosine(total_steps: int,
-                  warmup_fraction: float = WARMUP_FRACTION) -> Callable[[int], float]:
-    """Learning-rate factor per step: a linear warm-up, then a cosine decay towards zero."""
-    warmup = max(1, round(warmup_fraction * total_steps))
-    decay_steps = max(1, total_steps - warmup)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min((step - warmup) / decay_steps, 1.0)
-        return 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def constant_rate(total_steps: int) -> Callable[[int], float]:
-    return lambda step: 1.0
-
-
-BatchLoss = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # batch indices -> "loss", terms
-
-
-def run_epochs(stage: str, batch_loss: BatchLoss, parameters: Iterator[nn.Parameter],
-               data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-               schedule: Schedule) -> list[dict[str, float]]:
-    """Adam on `parameters` over `epochs` shuffled passes of `data`, minimising
-    `batch_loss(batch indices)["loss"]` at `lr` times the `schedule`; each epoch's mean terms."""
-    optimizer = torch.optim.Adam(parameters, lr=lr)
-    scheduler = LambdaLR(optimizer, schedule(epochs * math.ceil(len(data) / batch_size)))
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        totals: dict[str, torch.Tensor] = {}
-        for batch in torch.randperm(len(data), device=data.device).split(batch_size):
-            terms = batch_loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            scheduler.step()
-            for name, value in terms.items():
-                totals[name] = totals.get(name, 0) + value.detach() * len(batch)
-        means = {name: total.item() / len(data) for name, total in totals.items()}
-        if not math.isfinite(means["loss"]):
-            raise FloatingPointError(f"the loss became {means['loss']} in {stage} epoch {epoch}; "
-                                     "try a smaller --lr, or smaller loss weights")
-        seconds = time.perf_counter() - start
-        history.append({"stage": stage, "epoch": epoch, **means, "seconds": seconds})
-        if epoch % max(1, epochs // 20) == 0 or epoch == epochs:  # at most about 20 lines
-            shown = "  ".join(f"{name} {value:.3f}" for name, value in means.items())
-            log.info(f"{stage} {epoch:3d}/{epochs}  {shown}  {seconds:5.1f} s")
-    return history
-
-
 def set_up_device(name: str) -> torch.device:
     """Turn on deterministic kernels and return the device named, if it can run."""
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -481,432 +926,6 @@ def set_up_device(name: str) -> torch.device:
         raise InputError(f"--device cuda: this GPU cannot run this PyTorch ({reason}); leave "
                          "--device out to train on the CPU") from None
     return torch.device("cuda")
-
-
-def train_vae(data: torch.Tensor, config: TrainConfig = DEFAULTS) -> tuple[VAE, list[dict]]:
-    """The first stage: a VAE fitted to the images `data` by the VAE loss; with its history."""
-    torch.manual_seed(config.seed)
-    model = VAE(data[0].numel(), config.hidden, config.latent_dim)
-    log.info(f"VAE parameters: {count_parameters(model):,}")
-    model.to(data.device).train()
-
-    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = data[batch]
-        return sampled_vae_loss(model, x, *model.encode(x), config.beta)[0]
-
-    history = run_epochs("vae", batch_loss, model.parameters(), data, epochs=config.epochs,
-                         batch_size=config.batch_size, lr=config.lr, schedule=warmup_cosine)
-    return model, history
-
-
-@torch.no_grad()
-def latent_codes(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Each image's code, the mean of q(z|x), wherever the model is; float64, for the GMM."""
-    device = next(model.parameters()).device
-    data = torch.from_numpy(pixels.reshape(len(pixels), -1))
-    codes = [model.encode(chunk.to(device))[0].cpu() for chunk in data.split(batch_size)]
-    return torch.cat(codes).double().numpy()
-
-
-@torch.no_grad()
-def reconstruct(model: VAE, pixels: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Decode each image's code: no sampling, so the same input gives the same output."""
-    device = next(model.parameters()).device
-    codes = torch.from_numpy(latent_codes(model, pixels, batch_size)).float()
-    decoded = [model.decode(chunk.to(device)).cpu() for chunk in codes.split(batch_size)]
-    return torch.cat(decoded).numpy().reshape(pixels.shape)
-
-
-# -------------------------------------------------------------------------------------------------
-# Gaussian mixture: EM in the log domain with full covariances; labelled validation points keep
-# their component in every E-step and weigh GMM_LABELLED_WEIGHT unlabelled ones (semi-supervised).
-
-GMM_REG_COVAR = 1e-6  # added to covariance diagonals, keeps every component invertible
-GMM_TOL = 1e-6  # stop EM when the mean log-likelihood gains less than this
-GMM_MAX_ITER = 500
-GMM_LABELLED_WEIGHT = 10.0  # each labelled validation point counts as 10 unlabelled ones
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class GMM:
-    """A Gaussian mixture over latent codes, one component per digit, and how EM went."""
-
-    weights: np.ndarray  # (K,): positive, summing to 1
-    means: np.ndarray  # (K, D)
-    covariances: np.ndarray  # (K, D, D): symmetric positive definite
-    digits: np.ndarray  # (K,) whole numbers: the digit of each component
-    log_likelihood_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
-    converged: bool = False  # whether EM stopped by GMM_TOL rather than by its iteration cap
-
-    @property
-    def n_iter(self) -> int:
-        """EM's iterations: one objective each."""
-        return len(self.log_likelihood_trace)
-
-    def log_joint(self, points: np.ndarray) -> np.ndarray:
-        """log(weight_k) + log N(x | mean_k, cov_k): (N points, K components)."""
-        log_densities = np.empty((len(points), len(self.means)))
-        for k, (mean, covariance) in enumerate(zip(self.means, self.covariances)):
-            cholesky = np.linalg.cholesky(covariance)
-            whitened = np.linalg.solve(cholesky, (points - mean).T)
-            log_det = 2.0 * np.log(np.diag(cholesky)).sum()
-            squared_distance = np.square(whitened).sum(axis=0)
-            log_normaliser = points.shape[1] * np.log(2 * np.pi) + log_det
-            log_densities[:, k] = -0.5 * (log_normaliser + squared_distance)
-        return np.log(self.weights) + log_densities
-
-    def predict(self, points: np.ndarray) -> np.ndarray:
-        """The digit of the most probable component for each point."""
-        return self.digits[self.log_joint(points).argmax(axis=1)]
-
-
-def _maximisation_step(points: np.ndarray, responsibilities: np.ndarray,
-                       reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    totals = responsibilities.sum(axis=0) + 10 * np.finfo(float).eps
-    weights = totals / totals.sum()
-    means = responsibilities.T @ points / totals[:, None]
-    covariances = np.empty((len(means), points.shape[1], points.shape[1]))
-    for k, mean in enumerate(means):
-        centred = points - mean
-        covariances[k] = (responsibilities[:, k, None] * centred).T @ centred / totals[k]
-        covariances[k].flat[:: points.shape[1] + 1] += reg_covar
-    return weights, means, covariances
-
-
-def fit_gmm(points: np.ndarray, start: GMM, labelled_points: np.ndarray | None = None,
-            labelled_components: np.ndarray | None = None,
-            labelled_weight: float = GMM_LABELLED_WEIGHT, reg_covar: float = GMM_REG_COVAR,
-            tol: float = GMM_TOL, max_iter: int = GMM_MAX_ITER) -> GMM:
-    """EM from `start`, with its trace of the objective it never decreases: the weighted mean of
-    log p(x) over unlabelled points and of log p(x, k) over labelled ones, held in component k."""
-    from scipy.special import logsumexp  # train only: the test modes start without SciPy
-
-    if labelled_points is None:
-        labelled_points = np.empty((0, points.shape[1]))
-        labelled_components = np.empty(0, int)
-    labelled_responsibilities = np.eye(len(start.means))[labelled_components]  # one-hot: held
-    all_points = np.concatenate([points, labelled_points])
-    point_weights = np.concatenate([np.ones(len(points)),
-                                    np.full(len(labelled_points), labelled_weight)])
-    labelled_rows = np.arange(len(labelled_points))
-    gmm = start
-    trace: list[float] = []
-    converged = False
-    for _ in range(max_iter):
-        log_joint = gmm.log_joint(points)
-        log_evidence = logsumexp(log_joint, axis=1)
-        labelled_term = gmm.log_joint(labelled_points)[labelled_rows, labelled_components]
-        objective = log_evidence.sum() + labelled_weight * labelled_term.sum()
-        trace.append(float(objective / point_weights.sum()))
-        converged = len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol
-        if converged:
-            break
-        unlabelled = np.exp(log_joint - log_evidence[:, None])
-        responsibilities = np.concatenate([unlabelled, labelled_responsibilities])
-        responsibilities *= point_weights[:, None]
-        fitted = _maximisation_step(all_points, responsibilities, reg_covar)
-        gmm = GMM(*fitted, digits=start.digits)
-    return dataclasses.replace(gmm, log_likelihood_trace=np.array(trace), converged=converged)
-
-
-def assign_components(labelled_log_joint: np.ndarray,
-                      labelled_components: np.ndarray) -> np.ndarray:
-    """The one-to-one digit-to-component `order` (digit d is component order[d]) under which the
-    labelled points are likeliest: EM can carry a component onto another digit's cluster."""
-    from scipy.optimize import linear_sum_assignment  # train only
-
-    n_components = labelled_log_joint.shape[1]
-    score = np.zeros((n_components, n_components))  # [d, k]: digit d's points under component k
-    np.add.at(score, labelled_components, labelled_log_joint)
-    return linear_sum_assignment(score, maximize=True)[1]
-
-
-def fit_digit_gmm(train_codes: np.ndarray, val_codes: np.ndarray, val_labels: np.ndarray,
-                  start: int | None = None) -> GMM:
-    """One component per digit, started at its validation mean (or its `start`-th image)."""
-    digits = np.unique(val_labels)
-    components = np.searchsorted(digits, val_labels)
-    members = [val_codes[components == k] for k in range(len(digits))]
-    if start is None:
-        means = np.stack([codes.mean(axis=0) for codes in members])
-    else:
-        means = np.stack([codes[start % len(codes)] for codes in members])
-    dimensions = train_codes.shape[1]
-    # K clusters side by side span about K times one cluster's width along the axes that part them,
-    # so one cluster's covariance starts at the codes' covariance over K squared
-    start_covariance = np.cov(train_codes.T).reshape(dimensions, -1) / len(digits) ** 2
-    try:  # GMM.log_joint's Cholesky factors
-        np.linalg.cholesky(start_covariance)
-    except np.linalg.LinAlgError:
-        raise InputError("the latent codes of these images do not spread out, so no GMM can be "
-                         "fitted: are the images blank or all alike, or is --beta too large?"
-                         ) from None
-    covariances = np.repeat(start_covariance[None], len(digits), axis=0)
-    weights = np.full(len(digits), 1 / len(digits))
-    fitted = fit_gmm(train_codes, GMM(weights, means, covariances, digits), val_codes, components)
-    relabelled = np.empty_like(digits)
-    relabelled[assign_components(fitted.log_joint(val_codes), components)] = digits
-    return dataclasses.replace(fitted, digits=relabelled)
-
-
-# -------------------------------------------------------------------------------------------------
-# Refinement toward the GMM (self-training, as DEC and IDEC): each training image takes the
-# component its nearest images favour; a cluster loss pulls its code, and a jittered view's, there.
-
-
-def gmm_log_posterior(gmm: GMM, device: torch.device,
-                      dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-    """log q(k | z) under the GMM, as a function of latent codes z (N, D) on `device`,
-    differentiable in z: (N, K). The GMM's arrays are inverted and moved to the device once."""
-    tensor = functools.partial(torch.as_tensor, dtype=dtype, device=device)
-    means = tensor(gmm.means)
-    precisions = tensor(np.linalg.inv(gmm.covariances))
-    log_det = tensor(np.linalg.slogdet(gmm.covariances)[1])
-    log_weights = tensor(np.log(gmm.weights))
-
-    def log_posterior(codes: torch.Tensor) -> torch.Tensor:
-        centred = codes[:, None, :] - means
-        mahalanobis = torch.einsum("nkd,kde,nke->nk", centred, precisions, centred)
-        return torch.log_softmax(log_weights - 0.5 * (mahalanobis + log_det), dim=1)
-
-    return log_posterior
-
-
-def deskewed(pixels: np.ndarray) -> torch.Tensor:
-    """Images (N, H, W) sheared upright and centred by their moments."""
-    images = torch.from_numpy(pixels)
-    rows, columns = (torch.linspace(-1, 1, size) for size in images.shape[1:])  # grid_sample's
-    mass = images.sum(dim=(1, 2)).clamp_min(1e-12)
-    centre_row = (images.sum(dim=2) @ rows) / mass
-    centre_column = (images.sum(dim=1) @ columns) / mass
-    down = rows[:, None] - centre_row[:, None, None]
-    across = columns - centre_column[:, None, None]
-    covariance = (images * down * across).sum(dim=(1, 2))
-    slant = covariance / (images * down**2).sum(dim=(1, 2)).clamp_min(1e-12)
-    one = torch.ones_like(slant)
-    zero = torch.zeros_like(slant)
-    shear = torch.stack([torch.stack([one, slant, centre_column], 1),
-                         torch.stack([zero, one, centre_row], 1)], 1)
-    grid = F.affine_grid(shear, [len(images), 1, *images.shape[1:]], align_corners=True)
-    return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]
-
-
-@torch.no_grad()
-def jittered(images: torch.Tensor, strength: float) -> torch.Tensor:
-    """Images (N, 1, H, W), each turned, scaled and shifted at random by up to `strength`."""
-    uniform = torch.rand(4, len(images), device=images.device, dtype=images.dtype)
-    amounts = (uniform * 2 - 1) * strength  # turn, scale, two shifts: in [-1, 1] x strength
-    angle = amounts[0] * math.radians(JITTER_DEGREES)
-    size = 1 + JITTER_SCALE * amounts[1]
-    aspect = (images.shape[2] - 1) / (images.shape[3] - 1)  # a turn of pixels, not of [-1, 1]^2
-    cos = torch.cos(angle) * size
-    sin = torch.sin(angle) * size
-    shift = JITTER_SHIFT * amounts[2:]
-    matrices = torch.stack([cos, -sin * aspect, shift[0], sin / aspect, cos, shift[1]], 1)
-    grid = F.affine_grid(matrices.view(-1, 2, 3), list(images.shape), align_corners=True)
-    return F.grid_sample(images, grid, align_corners=True)
-
-
-def neighbour_features(pixels: np.ndarray) -> torch.Tensor:
-    """Images deskewed and blurred by a 3x3 box, flat: what the neighbours compare."""
-    return F.avg_pool2d(deskewed(pixels)[:, None], 3, stride=1, padding=1).flatten(1)
-
-
-def nearest_images(pixels: np.ndarray, k: int, chunk: int = 1024) -> torch.Tensor:
-    """Indices (N, k) of each image's k nearest images by `neighbour_features`, itself included."""
-    points = neighbour_features(pixels)
-    k = min(k, len(points))
-    parts = points.split(chunk)
-    return torch.cat([torch.cdist(part, points).topk(k, largest=False).indices for part in parts])
-
-
-PROPAGATION_ALPHA = 0.9  # Zhou et al. 2004's choice: a row keeps a tenth of its own posterior
-PROPAGATION_STEPS = 20  # 0.9 ** 20 = 0.12: the spread has all but settled
-
-
-def propagate(probabilities: torch.Tensor, neighbours: torch.Tensor,
-              alpha: float = PROPAGATION_ALPHA, steps: int = PROPAGATION_STEPS) -> torch.Tensor:
-    """Label propagation: `steps` times, each row becomes `alpha` x its neighbours' mean +
-    (1 - `alpha`) x its start."""
-    propagated = probabilities
-    for _ in range(steps):
-        propagated = alpha * propagated[neighbours].mean(dim=1) + (1 - alpha) * probabilities
-    return propagated
-
-
-def propagated_targets(model: VAE, pixels: np.ndarray, neighbours: torch.Tensor,
-                       gmm: GMM) -> torch.Tensor:
-    """Each training image's component: the GMM's posteriors propagated over neighbours."""
-    codes = torch.from_numpy(latent_codes(model, pixels))
-    posteriors = gmm_log_posterior(gmm, codes.device, codes.dtype)(codes).exp()
-    return propagate(posteriors, neighbours).argmax(dim=1)
-
-
-def refine_toward_gmm(model: VAE, data: torch.Tensor, targets: torch.Tensor, gmm: GMM,
-                      config: TrainConfig) -> list[dict[str, float]]:
-    """A round of the refinement: the VAE loss plus the cross-entropy of each image's target
-    component, averaged over its code and a jittered view's, at a constant rate."""
-    targets = targets.to(data.device)
-    log_posterior = gmm_log_posterior(gmm, data.device, data.dtype)
-    model.train()
-
-    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = data[batch]
-        codes, log_var = model.encode(x)
-        terms, _ = sampled_vae_loss(model, x, codes, log_var, config.beta)
-        view_codes = model.encode(jittered(x[:, None], config.refine_jitter))[0]
-        log_q = log_posterior(torch.cat([codes, view_codes]))
-        terms["cluster"] = config.refine_weight * F.nll_loss(log_q, targets[batch].repeat(2))
-        terms["loss"] = terms["loss"] + terms["cluster"]
-        return terms
-
-    batches_per_epoch = math.ceil(len(data) / config.batch_size)
-    epochs = max(1, round(config.refine_steps / batches_per_epoch))
-    return run_epochs("refine", batch_loss, model.parameters(), data, epochs=epochs,
-                      batch_size=config.batch_size, lr=config.refine_lr, schedule=constant_rate)
-
-
-# -------------------------------------------------------------------------------------------------
-# Reconstruction: last, the decoder alone trains for the course's reconstruction scores.
-
-
-def train_decoder(model: VAE, data: torch.Tensor, config: TrainConfig) -> list[dict[str, float]]:
-    """The last stage: the decoder alone trains on (1 - SSIM) beside the cross-entropy (alone for
-    images under 7x7 pixels), so no code, and no prediction, moves."""
-    pixel_count = data[0].numel()
-    scores_ssim = min(data.shape[1:]) >= SSIM_WINDOW and config.ssim_weight > 0
-    model.train()
-
-    def batch_loss(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = data[batch]
-        with torch.no_grad():  # the encoder is held as it is
-            mean, log_var = model.encode(x)
-        terms, logits = sampled_vae_loss(model, x, mean, log_var, config.beta)
-        if scores_ssim:
-            terms["ssim"] = ssim(torch.sigmoid(logits).view_as(x), x).mean()
-            terms["loss"] = terms["loss"] + config.ssim_weight * pixel_count * (1 - terms["ssim"])
-        return terms
-
-    return run_epochs("decoder", batch_loss, model.decoder.parameters(), data,
-                      epochs=config.decoder_epochs,
-                      batch_size=DECODER_BATCH_FACTOR * config.batch_size, lr=config.lr,
-                      schedule=warmup_cosine)
-
-
-# -------------------------------------------------------------------------------------------------
-# The method: the stages in their order, and the check of the labelled images after every GMM fit,
-# which starts training again where the codes have merged two digits.
-
-RESTART_SEED_STEP = 1000  # restart r trains from seed + 1000 r: another trajectory, reproducibly
-
-
-def wrong_labelled(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
-    """The labelled images the GMM gives another digit."""
-    return np.flatnonzero(gmm.predict(val_codes) != val_labels)
-
-
-def merged_digits(gmm: GMM, val_codes: np.ndarray, val_labels: np.ndarray) -> list[int]:
-    """The digits most of whose labelled images the GMM gives another digit: codes that merged them
-    into another digit's cluster, which no GMM can undo (a minority wrong is odd images)."""
-    predicted = gmm.predict(val_codes)
-    return [int(digit) for digit in np.unique(val_labels)
-            if np.mean(predicted[val_labels == digit] != digit) > 0.5]
-
-
-def refit_from_labelled_images(train_codes: np.ndarray, val_codes: np.ndarray,
-                               val_labels: np.ndarray) -> GMM | None:
-    """EM started at the j-th labelled image of every digit, for each j: of the fits that classify
-    every labelled image, the one under which they are likeliest; None where none does."""
-    best, best_score = None, -math.inf
-    for start in range(np.unique(val_labels, return_counts=True)[1].max()):
-        gmm = fit_digit_gmm(train_codes, val_codes, val_labels, start=start)
-        if len(wrong_labelled(gmm, val_codes, val_labels)):
-            continue
-        score = gmm.log_joint(val_codes).max(axis=1).sum()  # all right: each image's own component
-        if score > best_score:
-            best, best_score = gmm, score
-    return best
-
-
-class LabelledCheck(NamedTuple):
-    """What the labelled images showed after one GMM fit: vae_history.json keeps each."""
-    seed: int  # of the training
-    stage: str
-    em_iterations: int
-    labelled: int  # how many labelled images there are
-    wrong: list[int]  # those the fitted GMM gives another digit
-    merged: list[int]  # the digits most of whose labelled images it gives another
-    refitted: bool  # whether a refit from single labelled images got them all right, and was kept
-
-    def summary(self) -> str:
-        said = f"{self.labelled - len(self.wrong)} of {self.labelled} right"
-        if self.refitted:
-            return f"{said}; the GMM refitted from single labelled images gets them all right"
-        if self.merged:
-            return f"{said}; the codes merge digit {self.merged[0]} into another"
-        return said if not self.wrong else f"{said}; odd images, no digit merged"
-
-
-def checked_gmm(model: VAE, train_pixels: np.ndarray, val_pixels: np.ndarray,
-                val_labels: np.ndarray, seed: int, stage: str) -> tuple[GMM, LabelledCheck]:
-    """A GMM of the model's codes, one component per digit, and its labelled images' check; where
-    some are wrong, the refit from single labelled images instead, if it gets them all right."""
-    train_codes = latent_codes(model, train_pixels)
-    val_codes = latent_codes(model, val_pixels)
-    gmm = fit_digit_gmm(train_codes, val_codes, val_labels)
-    wrong = wrong_labelled(gmm, val_codes, val_labels).tolist()
-    refit = refit_from_labelled_images(train_codes, val_codes, val_labels) if wrong else None
-    merged = merged_digits(gmm, val_codes, val_labels)
-    refitted = refit is not None
-    check = LabelledCheck(seed, stage, gmm.n_iter, len(val_labels), wrong, merged, refitted)
-    return (gmm if refit is None else refit), check
-
-
-class Fit(NamedTuple):
-    model: VAE  # on the CPU, in eval mode
-    gmm: GMM
-    history: list[dict]  # the loss terms per epoch
-    checks: list[LabelledCheck]  # after each GMM fit, of every training
-
-
-def fit_classifier(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
-                   config: TrainConfig = DEFAULTS) -> Fit:
-    """The whole method, from config.seed, on config.device: where a GMM's labelled images show two
-    digits merged, training starts again from seed + RESTART_SEED_STEP x r (config.restarts)."""
-    data = torch.from_numpy(train_pixels).to(config.device)
-    neighbours = nearest_images(train_pixels, config.refine_neighbours)
-    checks: list[LabelledCheck] = []
-    for restart in range(config.restarts + 1):
-        seed = config.seed + restart * RESTART_SEED_STEP
-        # 1. The VAE learns the codes from the training images alone.
-        model, history = train_vae(data, dataclasses.replace(config, seed=seed))
-        for round_number in range(config.refine_rounds + 1):
-            # 2. A GMM: one component per digit, its labelled images held in it, and checked.
-            stage = f"refinement round {round_number}" if round_number else "first GMM fit"
-            gmm, check = checked_gmm(model, train_pixels, val_pixels, val_labels, seed, stage)
-            checks.append(check)
-            log.info(f"labelled images after the {stage}: {check.summary()}")
-            merged_for_good = check.merged and not check.refitted
-            if merged_for_good and restart < config.restarts:
-                break  # the refinement, led by this GMM, would deepen the merge
-            # 3. Refinement, before every later fit: each code, and a jittered view's, is pulled
-            #    toward the component that its image's nearest images agree on.
-            if round_number < config.refine_rounds:
-                targets = propagated_targets(model, train_pixels, neighbours, gmm)
-                history += refine_toward_gmm(model, data, targets, gmm, config)
-        else:
-            break  # every fit stood: no restart
-        log.info(f"restart {restart + 1} of {config.restarts}: training again from seed "
-                 f"{seed + RESTART_SEED_STEP}")
-    # 4. The decoder alone, for reconstruction: no code moves, so no prediction does.
-    if config.decoder_epochs:
-        history += train_decoder(model, data, config)
-    return Fit(model.cpu().eval(), gmm, history, checks)
-
-
-# -------------------------------------------------------------------------------------------------
-# Files: every output is written to a temporary file beside it and renamed into place, so a failed
-# or interrupted run leaves existing outputs as they were. Inputs are read without running code.
 
 
 @contextlib.contextmanager
@@ -1002,8 +1021,7 @@ def gmm_file_contents(gmm: GMM, model_fingerprint: str) -> dict:
 
 
 def load_gmm(path: str, model_fingerprint: str) -> GMM:
-    """The GMM of a gmm_params.pkl, read without running code: trusted whole where its fingerprint
-    shows that train wrote it with the model of `model_fingerprint`, refused otherwise."""
+    """A GMM file's GMM, read without running code; trusted where its fingerprint is the model's."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such GMM file (train one first)")
     try:
@@ -1024,10 +1042,6 @@ def load_gmm(path: str, model_fingerprint: str) -> GMM:
         raise InputError(f"{path}: this GMM was fitted with a different vae.pth, or changed since; "
                          "train both together")
     return GMM(*(contents[key] for key in GMM_ARRAYS))
-
-
-# -------------------------------------------------------------------------------------------------
-# Commands.
 
 
 def processor() -> str:
@@ -1077,20 +1091,16 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
     log.info(f"training on {len(train.pixels)} images of {height}x{width}; "
              f"digits {digits} from {len(validation.pixels)} validation images")
     try:
-        model, gmm, history, checks = fit_classifier(train.pixels, validation.pixels,
-                                                     validation.labels, config)
+        model, gmm, history, trainings = fit_classifier(train.pixels, validation.pixels,
+                                                        validation.labels, config)
     except InputError as error:  # codes that do not spread out: what the training images led to
         raise InputError(f"{train_path}: {error}") from None
     state = model.state_dict()
     gmm_contents = gmm_file_contents(gmm, state_fingerprint(state))
-    accuracy = np.mean(gmm.predict(latent_codes(model, validation.pixels)) == validation.labels)
-    log.info(f"GMM: {gmm.n_iter} EM iterations, converged {gmm.converged}, "
-             f"validation accuracy {accuracy:.3f}")
     weights = io.BytesIO()  # serialised first: a failed write reports the OSError on every torch
     torch.save(state, weights)
     record = {"epochs": history, "config": dataclasses.asdict(config), "torch": torch.__version__,
-              "processor": processor(), "threads": torch.get_num_threads(),
-              "labelled_checks": [check._asdict() for check in checks]}
+              "processor": processor(), "threads": torch.get_num_threads(), "trainings": trainings}
     with atomic_outputs(*outputs) as (vae_temporary, gmm_temporary, history_temporary):
         with open(vae_temporary, "wb") as handle:
             handle.write(weights.getbuffer())
@@ -1099,12 +1109,11 @@ def command_train(train_path: str, val_path: str, vae_path: str, gmm_path: str,
         with open(history_temporary, "w") as handle:
             json.dump(record, handle, indent=1)
     log.info(f"saved {', '.join(outputs)}")
-    last = checks[-1]
-    if last.wrong and not last.refitted:  # the GMM written gives labelled images another digit
-        trainings = len({check.seed for check in checks})
-        wrong = ", ".join(map(str, last.wrong))
-        tell(f"warning: after {trainings} training(s) the GMM gives labelled images {wrong} of "
-             f"{val_path} another digit ({last.summary()}); the files are written")
+    last = trainings[-1]
+    if last["wrong"]:  # the GMM written gives labelled images another digit
+        tell(f"warning: after {len(trainings)} training(s) the GMM gives labelled images "
+             f"{', '.join(map(str, last['wrong']))} of {val_path} another digit "
+             f"({last['summary']}); the files are written")
 
 
 def command_test_reconstruction(data_path: str, vae_path: str) -> None:
@@ -1131,9 +1140,6 @@ def command_test_classifier(data_path: str, vae_path: str, gmm_path: str) -> Non
             handle.writelines(f"{digit}\n" for digit in predictions)
     log.info(f"wrote {PREDICTIONS_FILE}: {len(predictions)} predictions")
 
-
-# -------------------------------------------------------------------------------------------------
-# Command line: the paths stand around a mode word, options follow.
 
 MODES = {  # mode: (the mode word's place among the words, the paths around it)
     "train": (2, ("TRAIN.npz", "VAL.npz", "vae.pth", "gmm_params.pkl")),
@@ -1188,13 +1194,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def config_from(args: argparse.Namespace) -> TrainConfig:
-    settings = {setting.name: getattr(args, setting.name)
-                for setting in dataclasses.fields(TrainConfig)}
-    settings["hidden"] = tuple(settings["hidden"])
-    return TrainConfig(**settings)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     printer = logging.StreamHandler(sys.stdout)  # the sys.stdout of this call, flushed per line
@@ -1203,7 +1202,8 @@ def main(argv: list[str] | None = None) -> int:
     log.propagate = False  # printed here alone, not again by a caller's logging set-up
     try:
         if args.mode == "train":
-            command_train(*args.paths, config_from(args))
+            settings = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__}
+            command_train(*args.paths, TrainConfig(**{**settings, "hidden": tuple(args.hidden)}))
         elif args.mode == "test_reconstruction":
             command_test_reconstruction(*args.paths)
         else:

@@ -1,24 +1,27 @@
-"""What limits the scores: the 2-D latent space, the training seed, or the GMM?
+"""What limits the scores: the 2-D latent space, the training seed, the refinement's targets, or the GMM?
 
 Trains vae.py's default classifier on the benchmark's development part of the course file, once per
-seed and validation draw (the refinement toward the GMM depends on the draw), and prints three tables:
+seed (its VAE reads no label, so one training serves every validation draw, as in the benchmark), and
+prints four tables:
 
 - classification: the GMM's F1avg over the benchmark's validation draws, next to a k-nearest-
-  neighbour classifier given every training label, in the latent space and in pixel space; and the
-  ceiling of a 2-D code: an encoder of vae.py's shape (MLP 784-512-256-2), and a small CNN, each
-  trained on every training label for 8 epochs, and the MLP trained as a strong baseline would be (30
-  epochs, a one-cycle rate, every batch jittered at strength 1), each classified as vae.py classifies,
-  by one Gaussian per digit;
-- the refinement's gaps, for the model of draw 0: how often its neighbour graph would be right if it
-  knew every label, how often each round's propagated targets are right, how often the GMM of the
-  training codes is right and agrees with the targets, and the held-out score;
+  neighbour classifier given every training label, in the latent space and in pixel spaces;
+- teachers: how often the refinement's last targets, found without a label, are right on the training
+  images, beside 2-D codes trained on every training label (the ceiling of such a code): an encoder of
+  vae.py's shape (MLP 784-512-256-2) and a small CNN, each trained for 8 epochs, and the MLP trained as
+  a strong baseline would be (30 epochs, a one-cycle rate, every batch jittered at strength 1), each
+  classified as vae.py classifies, by one Gaussian per digit;
+- the refinement's gaps, per round: how often its neighbour graph would be right if it knew every
+  label, how often the round's targets and its mixture are right (each component matched to the digit
+  it holds most of), how often the two agree, and the held-out score;
 - reconstruction: 1 - MSE and SSIM on the images the VAE trained on and on held-out images.
 
-    python scripts/limits.py                  # seeds 0, 1 and 2, 5 draws each: over an hour
-    python scripts/limits.py --draws 1        # draw 0 only: about half an hour
+    python scripts/limits.py --out docs/generated/limits.md   # seeds 0, 1 and 2, 5 draws each: make limits
+    python scripts/limits.py --draws 1                        # draw 0 only
 
-The kNN classifiers and the supervised encoders read the training labels, which vae.py never does:
-they measure how well the digits can be told apart in a space, not a method anyone could submit.
+The kNN classifiers, the scoring of the targets and the supervised encoders read the training labels,
+which vae.py never does: they measure how well the digits can be told apart, not a method anyone
+could submit.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_data import add_course_file_argument, read_course_file, split_course_file, validation_and_test
-from score import classification_scores, print_table, reconstruction_scores
+from score import classification_scores, markdown_table, reconstruction_scores, shared_training_gmm, write_generated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae  # noqa: E402  (vae.py is the product, one directory up)
@@ -72,29 +75,22 @@ def graph_vote_accuracy(pixels: np.ndarray, labels: torch.Tensor, k: int) -> flo
 
 def traced_fit(train_pixels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray, config: vae.TrainConfig,
                truth: np.ndarray) -> tuple[vae.Fit, list[list[float]]]:
-    """vae.fit_classifier itself, traced: after each refinement round of its last training, how often that round's
-    targets are right, how often the GMM fitted after it is right on the training codes, and how often the two
-    agree."""
-    refine, checked = vae.refine_toward_gmm, vae.checked_gmm
-    targets: list[np.ndarray] = []  # the digits each refinement round pulled the training images toward
-    rounds: dict[int, list[float]] = {}  # per training seed
+    """vae.fit_classifier itself, traced: in each refinement round of its last training, how often the round's
+    targets are right, how often its mixture is right on the training codes (each component matched to the digit it
+    holds most of, as the targets carry no digit), and how often the two agree."""
+    refine = vae.refine_toward_gmm
+    digits = np.unique(truth)
+    rounds: list[list[float]] = []
 
-    def recording_refine(model, data, round_targets, gmm, config):
-        targets.append(gmm.digits[round_targets.numpy()])
-        return refine(model, data, round_targets, gmm, config)
+    def recording_refine(model, data, targets, mixture, config):
+        components = mixture.log_joint(vae.latent_codes(model, train_pixels)).argmax(axis=1)
+        rounds.append([vae.agreement(targets, truth, digits), vae.agreement(components, truth, digits),
+                       float(np.mean(components == targets))])
+        return refine(model, data, targets, mixture, config)
 
-    def recording_check(model, pixels, val_pixels, val_labels, seed, stage):
-        gmm, check = checked(model, pixels, val_pixels, val_labels, seed, stage)
-        if stage.startswith("refinement"):
-            predicted = gmm.predict(vae.latent_codes(model, pixels))
-            agreement = [targets[-1] == truth, predicted == truth, predicted == targets[-1]]
-            rounds.setdefault(seed, []).append([float(np.mean(matches)) for matches in agreement])
-        return gmm, check
-
-    with mock.patch.object(vae, "refine_toward_gmm", recording_refine), \
-            mock.patch.object(vae, "checked_gmm", recording_check):
+    with mock.patch.object(vae, "refine_toward_gmm", recording_refine):
         fit = vae.fit_classifier(train_pixels, val_pixels, val_labels, config)
-    return fit, rounds.get(fit.checks[-1].seed, [])
+    return fit, rounds[len(rounds) - config.refine_rounds:]
 
 
 SUPERVISED_EPOCHS = 8
@@ -154,6 +150,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--draws", type=int, default=5, help="validation draws per seed (default 5)")
     add_course_file_argument(parser)
+    parser.add_argument("--out", type=Path, help="also write the tables into this page (make limits: "
+                        "docs/generated/limits.md)")
     args = parser.parse_args()
     images, labels = read_course_file(args.data)
     train, held_out = split_course_file(labels)
@@ -175,7 +173,7 @@ def main() -> None:
     ]
     graph = graph_vote_accuracy(train_pixels, train_labels, vae.DEFAULTS.refine_neighbours)
     gaps = []
-    supervised = []
+    teachers = []
     reconstruction = []
     every_fourth = np.arange(0, len(train), 4)
     for seed in args.seeds:
@@ -185,41 +183,55 @@ def main() -> None:
         for draw in range(args.draws):
             validation, test = validation_and_test(labels, held_out, draw)
             validation_pixels = held_pixels[[position[i] for i in validation]]
-            if draw == 0:  # the gaps are reported for draw 0's model only
-                (model, gmm, *_), rounds = traced_fit(train_pixels, validation_pixels, labels[validation], config,
-                                                      labels[train])
+            if draw == 0:  # one training per seed serves every draw: the VAE reads no label
+                fit, rounds = traced_fit(train_pixels, validation_pixels, labels[validation], config, labels[train])
+                model, gmm = fit.model, fit.gmm
             else:
-                model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config)
+                model = fit.model
+                gmm = shared_training_gmm(model, fit.trainings, train_pixels, validation_pixels, labels[validation])
+                if gmm is None:  # train would train again for these labelled images
+                    model, gmm, *_ = vae.fit_classifier(train_pixels, validation_pixels, labels[validation], config)
             predicted = gmm.predict(vae.latent_codes(model, held_pixels[[position[i] for i in test]]))
             scores.append(classification_scores(labels[test], predicted)["F1avg"])
-            if draw == 0:  # the gaps, the space and the reconstructions of the model that draw 0 trained
-                for number, fractions in enumerate(rounds, start=1):
-                    gaps.append([f"seed {seed}", str(number), f"{graph:.4f}", *(f"{value:.4f}" for value in fractions),
-                                 f"{scores[0]:.4f}"])
-                knn = knn_accuracy(vae.latent_codes(model, train_pixels), vae.latent_codes(model, held_pixels))
-                seen = reconstruction_scores(images[train][every_fourth],
-                                             vae.reconstruct(model, train_pixels[every_fourth]))
-                unseen = reconstruction_scores(images[held_out], vae.reconstruct(model, held_pixels))
+        for number, fractions in enumerate(rounds, start=1):
+            gaps.append([f"seed {seed}", str(number), f"{graph:.4f}", *(f"{value:.4f}" for value in fractions),
+                         f"{scores[0]:.4f}"])
+        knn = knn_accuracy(vae.latent_codes(fit.model, train_pixels), vae.latent_codes(fit.model, held_pixels))
         classification.append([f"latent, seed {seed}", f"{np.mean(scores):.4f}", f"{np.min(scores):.4f}",
                                f"{knn:.4f}"])
+        targets_right = f"{rounds[-1][0]:.4f}" if rounds else "-"
+        teachers.append([f"vae.py: its refinement's last targets, found without a label, seed {seed}", targets_right,
+                         f"{np.mean(scores):.4f}"])
         encoders = (("MLP 784-512-256-2", vae_shaped_encoder, {}), ("small CNN", small_cnn, {}),
                     ("MLP 784-512-256-2, 30 epochs, jitter 1 (strong)", vae_shaped_encoder, STRONG))
         for name, encoder, training in encoders:
             torch.manual_seed(seed)
             f1 = supervised_code_f1(encoder(), train_pixels, labels[train], held_pixels, labels[held_out], **training)
-            supervised.append([f"{name}, seed {seed}", f"{f1:.4f}"])
+            teachers.append([f"every training label: {name}, seed {seed}", "1.0000", f"{f1:.4f}"])
+        seen = reconstruction_scores(images[train][every_fourth],
+                                     vae.reconstruct(fit.model, train_pixels[every_fourth]))
+        unseen = reconstruction_scores(images[held_out], vae.reconstruct(fit.model, held_pixels))
         reconstruction.append([f"seed {seed}", f"{seen['1-MSE']:.4f}", f"{seen['SSIM']:.4f}",
                                f"{unseen['1-MSE']:.4f}", f"{unseen['SSIM']:.4f}"])
         print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
-    print(f"\ntraining images {len(train)}, held-out images {len(held_out)}, {args.draws} validation draws per seed\n")
-    print_table(["space", "GMM F1avg mean", "GMM F1avg min", f"{NEIGHBOURS}-NN accuracy, all labels"], classification)
-    print()
-    print_table(["2-D code trained on every label, one Gaussian per digit", "held-out F1avg"], supervised)
-    print()
-    print_table(["model", "round", f"graph's {vae.DEFAULTS.refine_neighbours}-NN vote, all labels", "targets right",
-                 "training codes' GMM right", "GMM agrees with targets", "held-out F1avg"], gaps)
-    print()
-    print_table(["model", "trained-on 1-MSE", "trained-on SSIM", "held-out 1-MSE", "held-out SSIM"], reconstruction)
+    tables = "\n\n".join([
+        f"training images {len(train)}, held-out images {len(held_out)}, {args.draws} validation draws per seed "
+        "(the GMM F1avg's mean and min over them)",
+        markdown_table(["space", "GMM F1avg mean", "GMM F1avg min", f"{NEIGHBOURS}-NN accuracy, all labels"],
+                       classification),
+        markdown_table(["2-D code (MLP unless named), trained toward", "right on the training images",
+                        "held-out F1avg (vae.py: mean over the draws; every label: one Gaussian per digit)"],
+                       teachers),
+        markdown_table(["model", "round", f"graph's {vae.DEFAULTS.refine_neighbours}-NN vote, all labels",
+                        "targets right", "round's mixture right", "mixture agrees with targets",
+                        "held-out F1avg, draw 0"], gaps),
+        markdown_table(["model", "trained-on 1-MSE", "trained-on SSIM", "held-out 1-MSE", "held-out SSIM"],
+                       reconstruction),
+    ])
+    print(f"\n{tables}")
+    if args.out:
+        command = f"python scripts/limits.py --seeds {' '.join(map(str, args.seeds))} --draws {args.draws}"
+        write_generated(args.out, command, tables)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,18 @@ Prints F1avg ((macro F1 + micro F1) / 2), accuracy, 1 - MSE and mean SSIM (data_
 from __future__ import annotations
 
 import argparse
+import datetime
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from skimage.metrics import structural_similarity
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 import vae  # noqa: E402  (vae.py is the product, one directory up: its output files' names)
 
 
@@ -50,13 +54,51 @@ def reconstruction_scores(originals: np.ndarray, reconstructed: np.ndarray) -> d
     return {"1-MSE": float(1 - np.mean((truth - reconstructed) ** 2)), "SSIM": float(ssim)}
 
 
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    """A Markdown table, cells right-aligned, as the README shows them."""
+def shared_training_gmm(model: vae.VAE, trainings: list[dict], train_pixels: np.ndarray, val_pixels: np.ndarray,
+                        val_labels: np.ndarray) -> vae.GMM | None:
+    """The GMM that vae.py's train fits for these labelled images where `model` trained for others: EM from their
+    class means on its codes, as the VAE reads no label. None where train would train again instead: `model` came
+    from a restart (`trainings`, its history's, has more than one), or these images' check finds two digits
+    merged."""
+    val_codes = vae.latent_codes(model, val_pixels)
+    gmm = vae.fit_digit_gmm(vae.latent_codes(model, train_pixels), val_codes, val_labels)
+    if len(trainings) != 1 or vae.LabelledCheck.of(gmm, val_codes, val_labels).merged:
+        return None
+    return gmm
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, cells right-aligned."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    print("| " + " | ".join(cell.rjust(width) for cell, width in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(cell.rjust(width) for cell, width in zip(row, widths)) + " |")
+    lines = ["| " + " | ".join(cell.rjust(width) for cell, width in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+    lines += ["| " + " | ".join(cell.rjust(width) for cell, width in zip(row, widths)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    print(markdown_table(header, rows))
+
+
+def machine() -> str:
+    """Where a measurement ran: the commit (with "+changes" where the tree differs), the processor, the threads,
+    PyTorch, the date."""
+    def git(*arguments: str) -> str:
+        done = subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    commit = (git("rev-parse", "--short", "HEAD") or "no git") + ("+changes" if git("status", "--porcelain") else "")
+    return (f"commit {commit}, {vae.processor()}, {torch.get_num_threads()} threads, PyTorch {torch.__version__}, "
+            f"{datetime.date.today().isoformat()}")
+
+
+def write_generated(path: Path, command: str, body: str) -> None:
+    """The tables a tool printed, as a page of docs/generated: the one home of the numbers the docs quote."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (f"<!-- written by `{command}`; do not edit: run it again -->\n\n"
+            f"`{command}` printed, on {machine()}:\n\n{body.strip()}\n")
+    path.write_text(text)
+    print(f"wrote {path}")
 
 
 def main() -> None:

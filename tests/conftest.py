@@ -130,7 +130,7 @@ def copy_model(source: Path, folder: Path) -> None:
         shutil.copy(source / name, folder)
 
 
-SHORT = {"epochs": 1, "refine_steps": 10, "decoder_epochs": 1, "restarts": 0}
+SHORT = {"epochs": 1, "refine_epochs": 1, "decoder_epochs": 1, "restarts": 0}
 
 
 def short_config(**settings) -> vae.TrainConfig:

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmark import COLUMNS, seed_summaries
-from conftest import ROOT
+from benchmark import COLUMNS, gmm_for_another_draw, seed_summaries
+from conftest import ROOT, images_of, labels_of, run_checked, short_training
 from course_data import COURSE_FILE, SPLIT_SEED, read_course_file, split_course_file
 from score import reconstruction_scores
 
@@ -56,3 +56,30 @@ def test_summaries_take_each_seeds_draws_then_the_mean_and_the_worst_seed_by_eac
     assert summaries["mean"]["F1avg mean"] == pytest.approx(0.99) and summaries["mean"]["train s"] == 80
     worst = summaries["worst"]
     assert (worst["F1avg mean"], worst["F1avg worst"], worst["SSIM"], worst["train s"]) == (0.985, 0.98, 0.70, 90)
+
+
+@pytest.mark.slow
+def test_a_draw_that_shares_its_seeds_training_gets_the_gmm_train_would_fit_for_it(demo, tmp_path):
+    """The benchmark trains once per seed: for another validation draw it writes the GMM file that train would, on
+    the same vae.pth, and test_classifier gives what it gives after train itself, byte for byte."""
+    files = tmp_path / "files"
+    files.mkdir()
+    np.savez(files / "train.npz", data=images_of(demo["train"])[:300])
+    images, labels = images_of(demo["test"]), labels_of(demo["test"])
+    for draw in (0, 1):
+        chosen = np.concatenate([np.flatnonzero(labels == digit)[5 * draw:5 * draw + 5] for digit in (1, 4, 8)])
+        np.savez(files / f"val{draw}.npz", data=images[chosen], labels=labels[chosen])
+    short = short_training("--epochs", "2", "--refine-rounds", "1", "--restarts", "0", restarts=None)
+    outputs = {}
+    for name, draw in (("shared", 0), ("trained", 1)):
+        folder = tmp_path / name
+        folder.mkdir()
+        run_checked(files / "train.npz", files / f"val{draw}.npz", "train", "vae.pth", "gmm_params.pkl", *short,
+                    cwd=folder)
+        run_checked(demo["test"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=folder)
+        outputs[name] = (folder / "vae.csv").read_bytes()
+    assert gmm_for_another_draw(tmp_path / "shared", files, 1)
+    run_checked(demo["test"], "test_classifier", "vae.pth", "gmm_params.pkl", cwd=tmp_path / "shared")
+    shared, trained = (tmp_path / name / "gmm_params.pkl" for name in ("shared", "trained"))
+    assert shared.read_bytes() == trained.read_bytes()
+    assert (tmp_path / "shared" / "vae.csv").read_bytes() == outputs["trained"]

@@ -125,13 +125,13 @@ def test_no_arguments_show_the_usage(tmp_path):
 
 def test_the_history_records_the_settings_and_the_torch_that_trained_the_model(demo, tmp_path, cli):
     cli(demo["val"], demo["val"], "train", "vae.pth", "gmm.pkl", "--epochs", "2", "--beta", "0.5",
-        "--refine-steps", "10", "--decoder-epochs", "3")
+        "--refine-epochs", "1", "--decoder-epochs", "3")
     history = json.loads((tmp_path / "vae_history.json").read_text())
     assert history["config"] == {**vae.dataclasses.asdict(vae.TrainConfig()), "epochs": 2, "beta": 0.5,
-                                 "refine_steps": 10, "decoder_epochs": 3, "hidden": list(vae.TrainConfig().hidden)}
+                                 "refine_epochs": 1, "decoder_epochs": 3, "hidden": list(vae.TrainConfig().hidden)}
     assert history["torch"] == torch.__version__  # training reproduces bit for bit only within one release
     stages = [(entry["stage"], entry["epoch"]) for entry in history["epochs"]]
-    refine = [("refine", n) for n in range(1, 11)]  # 10 steps of one batch, in each round
+    refine = [("refine", 1)]  # one pass over the images, in each round
     decoder = [("decoder", n) for n in range(1, 4)]
     assert stages == [("vae", 1), ("vae", 2), *refine * vae.DEFAULTS.refine_rounds, *decoder]
 

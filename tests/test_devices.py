@@ -45,7 +45,7 @@ def test_the_refinement_keeps_to_the_device_of_its_images(on_meta):
     """Its targets come from the CPU, and the GMM from NumPy."""
     model, data = on_meta
     gmm = vae.GMM(np.full(3, 1 / 3), np.zeros((3, 2)), np.repeat(np.eye(2)[None], 3, axis=0), np.array([1, 4, 8]))
-    targets = torch.zeros(len(data), dtype=torch.long)
+    targets = np.zeros(len(data), dtype=np.int64)
     with pytest.raises(OneBatchRan, match="refine"):
         vae.refine_toward_gmm(model, data, targets, gmm, short_config())
 
@@ -100,7 +100,7 @@ def test_the_gpu_check_runs_its_steps_on_a_cpu(demo, tmp_path):
             count = 300 if name == "train" else len(archive["data"])
             np.savez(tmp_path / f"{name}.npz", data=archive["data"][:count], labels=archive["labels"][:count])
     environment = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable,
-                   "FLAGS": "--epochs 2 --refine-steps 20 --decoder-epochs 1"}
+                   "FLAGS": "--epochs 2 --refine-epochs 2 --decoder-epochs 1"}
     result = subprocess.run([ROOT / "scripts" / "gpu_check.sh", tmp_path], capture_output=True, text=True,
                             env=environment, timeout=600)
     assert result.returncode == 0, result.stderr

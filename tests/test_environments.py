@@ -47,7 +47,7 @@ def shipped_outputs(python, demo, folder: Path) -> tuple[bytes, np.ndarray]:
 
 # A shorter training than the defaults' (every stage runs, the refinement's steps do not shrink with the data):
 # the same in every environment, so the comparison holds, in a seventh of the time.
-SHORTER = short_training(epochs=10, refine_steps=100, restarts=None)
+SHORTER = short_training(epochs=10, refine_epochs=10, restarts=None)
 
 
 def demo_f1(python, demo, folder: Path, seed: int) -> float:

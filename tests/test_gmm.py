@@ -95,7 +95,9 @@ def test_labelled_points_relabel_components_that_em_carried_off():
     anchors = anchors_of(components)
     fit = vae.fit_gmm(points, swapped_start(points), points[anchors], components[anchors], labelled_weight=1)
     assert np.mean(fit.predict(points) == components) < 0.5  # 15 anchors of weight 1 do not hold EM
-    order = vae.assign_components(fit.log_joint(points[anchors]), components[anchors])
+    score = np.zeros((3, 3))  # [d, k]: the labelled points of component d under component k
+    np.add.at(score, components[anchors], fit.log_joint(points[anchors]))
+    order = vae.matching(score)
     assert order.tolist() == [1, 0, 2]
     relabelled = np.empty(3, int)
     relabelled[order] = np.arange(3)
@@ -109,14 +111,10 @@ def test_weighted_labelled_points_hold_their_components():
     assert np.mean(fit.predict(points) == components) > 0.95
 
 
-def test_assignment_is_the_exact_optimum():
-    rng = np.random.default_rng(5)
-    log_joint = rng.normal(size=(40, 6))
-    components = rng.integers(0, 6, size=40)
-    score = np.zeros((6, 6))
-    np.add.at(score, components, log_joint)
+def test_matching_is_the_exact_optimum():
+    score = np.random.default_rng(5).normal(size=(6, 6))
     brute_force = max(permutations(range(6)), key=lambda order: sum(score[d, k] for d, k in enumerate(order)))
-    assert vae.assign_components(log_joint, components).tolist() == list(brute_force)
+    assert vae.matching(score).tolist() == list(brute_force)
 
 
 def test_digit_gmm_names_components_by_validation_digit():

@@ -60,7 +60,7 @@ def test_a_code_trained_on_every_label_separates_what_the_labels_separate():
 def test_the_traced_fit_is_the_method_itself_with_a_row_per_refinement_round(demo):
     """The same weights and GMM as vae.fit_classifier's, so the gaps it reports are those of the real recipe."""
     pixels, val_pixels, val_labels = pixels_of(demo["train"])[:600], pixels_of(demo["val"]), labels_of(demo["val"])
-    config = short_config(epochs=2, refine_rounds=2, refine_steps=10)
+    config = short_config(epochs=2, refine_rounds=2, refine_epochs=1)
     fit, rounds = traced_fit(pixels, val_pixels, val_labels, config, labels_of(demo["train"])[:600])
     alone = vae.fit_classifier(pixels, val_pixels, val_labels, config)
     assert all(torch.equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.model.state_dict().values()))

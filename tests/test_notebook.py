@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 from conftest import ROOT, labels_of, short_training
 from course_data import split_course_file
 
-SHORT = short_training(epochs=3, refine_steps=30, restarts=None)
+SHORT = short_training(epochs=3, refine_epochs=3, restarts=None)
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
     for name in ("train", "val", "test"):  # 14x14 images, 2x2 means of 28x28, flat rows of 196 pixels
         small = images_of(files[name]).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).round().reshape(-1, 196)
         np.savez(tmp_path / f"{name}.npz", data=small.astype(np.uint8), labels=labels_of(files[name]))
-    shorter = short_training(epochs=vae.DEFAULTS.epochs, refine_steps=100, restarts=None)  # 0.83; defaults: 2x
+    shorter = short_training(epochs=vae.DEFAULTS.epochs, refine_epochs=10, restarts=None)  # 0.83; defaults: 2x
     run_checked("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", *shorter, cwd=tmp_path)
     run_checked("test.npz", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
@@ -323,7 +323,7 @@ BAD_COMMAND_LINES = [  # (words, with TRAIN and VAL for the demo files, what the
     (["TRAIN", "VAL", "train", "same.pth", "same.pth"], "must differ from each other"),
     (["TEST", "test_reconstruction", "vae.pth", "--epochs", "many"], "invalid int value"),
     ([*TRAIN, "--refine-rounds", "-1"], "between 0 and"),
-    ([*TRAIN, "--refine-steps", "0"], "between 1 and"),
+    ([*TRAIN, "--refine-epochs", "0"], "between 1 and"),
     ([*TRAIN, "--refine-neighbours", "0"], "between 1 and"),
     ([*TRAIN, "--refine-jitter", "-0.5"], "between 0 and 5"),
     ([*TRAIN, "--refine-jitter", "nan"], "between 0 and 5"),
