@@ -578,7 +578,7 @@ def refinement_targets(mixture: GMM, codes: np.ndarray, neighbours: torch.Tensor
     """Each training image's component: the mean of its posterior under the mixture and its graph
     cluster, propagated over its neighbours. The cluster holds a mixture that drifts from it."""
     _, posteriors = expectation_step(mixture, codes)
-    start = (posteriors + np.eye(len(mixture.means))[clusters]) / 2
+    start = posteriors if clusters is None else (posteriors + np.eye(len(mixture.means))[clusters]) / 2
     return propagate(torch.from_numpy(start), neighbours).argmax(dim=1).numpy()
 
 
@@ -648,7 +648,7 @@ def refine(model: VAE, data: torch.Tensor, pixels: np.ndarray, neighbours: torch
         if mixture is None:  # EM starts from the graph's clusters, then from the last round's fit
             mixture = maximisation_step(codes, np.eye(count)[clusters], np.arange(count))
         mixture = fit_gmm(codes, mixture)
-        previous, targets = targets, refinement_targets(mixture, codes, neighbours, clusters)
+        previous, targets = targets, refinement_targets(mixture, codes, neighbours, clusters if number == 1 else None)
         sizes = np.bincount(targets, minlength=count).tolist()
         changed = float(np.mean(targets != previous))
         rounds.append({"em_iterations": mixture.n_iter, "sizes": sizes, "changed": changed})

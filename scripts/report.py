@@ -27,7 +27,7 @@ from matplotlib.patches import Ellipse  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 from torch import nn  # noqa: E402
 
-from score import classification_scores  # noqa: E402
+from score import FIGURE_FINGERPRINT, classification_scores  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae  # noqa: E402  (vae.py is the product, one directory up)
@@ -193,6 +193,7 @@ def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, ou
     """Draw every figure and score the GMM; write them into `out`; return the metrics and the figures' names."""
     model, fingerprint = vae.load_model(vae_path)
     gmm = vae.load_gmm(gmm_path, fingerprint)
+    gmm_fingerprint = vae.gmm_fingerprint(fingerprint, {key: getattr(gmm, key) for key in vae.GMM_ARRAYS})
     train = vae.load_images(train_path, model.input_dim)
     validation = vae.load_images(val_path, model.input_dim, labels="required")
     image_shape = train.pixels.shape[1:]
@@ -254,7 +255,7 @@ def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, ou
     paths = [str(out / f"{name}.png") for name in figures]
     with vae.atomic_outputs(*paths, str(out / "metrics.json"), str(out / "figures.pdf")) as temporaries:
         for figure, temporary in zip(figures.values(), temporaries):
-            figure.savefig(temporary, format="png", dpi=110)
+            figure.savefig(temporary, format="png", dpi=110, metadata={FIGURE_FINGERPRINT: gmm_fingerprint})
         Path(temporaries[-2]).write_text(json.dumps(metrics, indent=1))
         with PdfPages(temporaries[-1]) as pdf:
             table_page(pdf, "VAE + GMM: architecture and GMM metrics", [

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import vae  # noqa: E402  (vae.py is the product, one directory up: its output files' names)
 
+FIGURE_FINGERPRINT = "vae.py GMM fingerprint"  # the PNG text naming the model and GMM a figure shows
+
 
 def read_predictions(folder: Path) -> np.ndarray:
     """The digits of the vae.csv that test_classifier wrote in `folder`, after its header."""

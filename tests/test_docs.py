@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
+import pickle
 import re
 import subprocess
 import sys
@@ -53,6 +54,20 @@ def test_the_readmes_demo_line_is_what_make_demo_prints(trained, demo):
                              demo["recon"], "--outputs", trained], capture_output=True, text=True, check=True)
     shown = re.search(r"```\n(F1avg .*)\n```", README).group(1)
     assert scored.stdout.strip() == shown
+
+
+def test_every_picture_of_the_shipped_model_was_made_from_it():
+    """The README's screenshot of the explorer (make explorer) and the report's figures (make report) carry the
+    fingerprint of the GMM file they show, which names its vae.pth too: remake them when the model is trained again."""
+    from PIL import Image
+
+    from score import FIGURE_FINGERPRINT
+
+    figures = [ROOT / "docs" / "explorer.png", *sorted((ROOT / "docs" / "report").glob("*.png"))]
+    with open(SHIPPED / "gmm_params.pkl", "rb") as handle:
+        shipped = pickle.load(handle)["fingerprint"]
+    stale = [figure.name for figure in figures if Image.open(figure).text.get(FIGURE_FINGERPRINT) != shipped]
+    assert len(figures) >= 9 and stale == []
 
 
 def test_the_parameter_count_in_the_docs_is_the_models():

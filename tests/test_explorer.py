@@ -8,12 +8,10 @@ makes that a failure.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
 import pickle
-import shutil
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -22,16 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+import browser
 import explorer
 import vae
 from conftest import SHIPPED, images_of, labels_of, scaled
 
 SHIPPED_FILES = [str(SHIPPED / "vae.pth"), str(SHIPPED / "gmm_params.pkl")]
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"]
-WAIT_SECONDS = 20
 
 
 def run_explorer(*args: object) -> str:
@@ -118,21 +112,14 @@ def test_a_page_over_the_size_limit_is_refused(demo, tmp_path, monkeypatch):
 # --- The page, in a real browser ---------------------------------------------------------------------------
 
 
-def browser_paths() -> tuple[str, str]:
-    """Chromium's and chromedriver's paths, with selenium importable: else a skip, or under REQUIRE_BROWSER=1 a
-    failure."""
-    chromium = next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
-    driver = shutil.which("chromedriver")
-    missing = [name for name, found in [("Chromium (apt-get install chromium)", chromium),
-                                         ("chromedriver (apt-get install chromium-driver)", driver),
-                                         ("selenium (pip install selenium)", importlib.util.find_spec("selenium"))]
-               if not found]
+def require_browser() -> None:
+    """A skip where Chromium, chromedriver or selenium is missing, or under REQUIRE_BROWSER=1 a failure."""
+    missing = browser.missing_parts()
     if missing:
         reason = f"the browser tests need {' and '.join(missing)}"
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"{reason}; REQUIRE_BROWSER=1 requires them")
         pytest.skip(reason)
-    return chromium, driver
 
 
 class Browser(NamedTuple):
@@ -144,34 +131,17 @@ class Browser(NamedTuple):
         """The driver, showing `page` and its model ready; loaded only if another page is showing."""
         if self.driver.current_url != page.as_uri():
             self.driver.get_log("browser")  # the console of the page before, read and dropped
-            self.driver.get(page.as_uri())
-        self.driver.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "Promise.resolve(window.vaeExplorer.ready).then(() => done(true));")
-        return self.driver
+        return browser.show(self.driver, page)
 
 
 @pytest.fixture(scope="module")
-def browser(demo, tmp_path_factory):
+def chromium(demo, tmp_path_factory):
     """The page for the shipped model, written once, and one headless Chromium for every browser test."""
-    chromium, chromedriver = browser_paths()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+    require_browser()
     folder = tmp_path_factory.mktemp("explorer")
     written = run_explorer(demo["train"], demo["val"], *SHIPPED_FILES, "--out", folder)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    try:
-        driver.set_script_timeout(WAIT_SECONDS)
-        driver.set_window_size(1200, 900)
+    with browser.chromium((1200, 900), logs=True) as driver:
         yield Browser(driver, folder / "explorer.html", written)
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -218,14 +188,14 @@ def real_digits(demo, shipped_model) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_the_page_loads_with_no_console_error_and_requests_nothing_but_itself(browser, demo):
-    page = browser.shipped_page
+def test_the_page_loads_with_no_console_error_and_requests_nothing_but_itself(chromium, demo):
+    page = chromium.shipped_page
     assert page.stat().st_size <= explorer.MAX_PAGE_BYTES
-    assert f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)" in browser.written
-    driver = browser.driver
+    assert f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)" in chromium.written
+    driver = chromium.driver
     requested_urls(driver)  # a fresh load, whatever the tests before it did
     driver.get(page.as_uri())
-    driver = browser.show(page)
+    driver = chromium.show(page)
     requested = requested_urls(driver)
     assert page.as_uri() in requested and fetched_beyond(page, requested) == set()
     assert console_errors(driver) == []
@@ -235,21 +205,21 @@ def test_the_page_loads_with_no_console_error_and_requests_nothing_but_itself(br
 
 
 @pytest.mark.slow
-def test_a_page_that_fetches_something_is_caught(browser, tmp_path):
+def test_a_page_that_fetches_something_is_caught(chromium, tmp_path):
     """The check above can fail: a page with an image from the network and one from a second file."""
     (tmp_path / "other.png").write_bytes(b"")
     page = tmp_path / "fetching.html"
     page.write_text('<img src="https://example.invalid/digit.png"><img src="other.png">')
-    requested_urls(browser.driver)
-    browser.driver.get(page.as_uri())
-    fetched = fetched_beyond(page, requested_urls(browser.driver))
+    requested_urls(chromium.driver)
+    chromium.driver.get(page.as_uri())
+    fetched = fetched_beyond(page, requested_urls(chromium.driver))
     assert fetched == {"https://example.invalid/digit.png", (tmp_path / "other.png").as_uri()}
 
 
 @pytest.mark.slow
-def test_decode_matches_the_torch_decoder_within_1e_4(browser, shipped_model):
+def test_decode_matches_the_torch_decoder_within_1e_4(chromium, shipped_model):
     points = np.random.default_rng(0).uniform(-5, 5, (40, 2)).astype(np.float32)
-    decoded = np.array(call_each(browser.show(browser.shipped_page), "decode", points.tolist()))
+    decoded = np.array(call_each(chromium.show(chromium.shipped_page), "decode", points.tolist()))
     with torch.no_grad():
         expected = shipped_model[0].decode(torch.from_numpy(points)).numpy()
     assert decoded.shape == (40, shipped_model[0].input_dim)
@@ -258,20 +228,20 @@ def test_decode_matches_the_torch_decoder_within_1e_4(browser, shipped_model):
 
 
 @pytest.mark.slow
-def test_encode_matches_latent_codes_within_1e_3(browser, real_digits):
+def test_encode_matches_latent_codes_within_1e_3(chromium, real_digits):
     pixels, codes = real_digits
-    encoded = np.array(call_each(browser.show(browser.shipped_page), "encode", pixels.tolist()))
+    encoded = np.array(call_each(chromium.show(chromium.shipped_page), "encode", pixels.tolist()))
     assert encoded.shape == codes.shape
     assert np.abs(encoded - codes).max() < 1e-3
 
 
 @pytest.mark.slow
-def test_classify_matches_the_classifier_on_real_digits(browser, shipped_model, real_digits):
+def test_classify_matches_the_classifier_on_real_digits(chromium, shipped_model, real_digits):
     """The digits `vae.py test_classifier` writes, from the codes of vae.py and from the page's own codes; and
     the classifier's rule over a grid of the plane, boundaries included."""
     pixels, codes = real_digits
     expected = shipped_model[1].predict(codes)
-    driver = browser.show(browser.shipped_page)
+    driver = chromium.show(chromium.shipped_page)
     assert call_each(driver, "classify", codes.tolist()) == expected.tolist()
     own_codes = call_each(driver, "encode", pixels.tolist())
     assert call_each(driver, "classify", own_codes) == expected.tolist()
@@ -296,23 +266,12 @@ def shown_images(driver, selector: str, decoded_of: str | None = None) -> list[d
     return driver.execute_script(SHOWN_IMAGES, selector, decoded_of)
 
 
-def point_at_scatter(driver, offset: tuple[int, int], click: bool = False) -> str:
-    """Move the pointer to `offset` from the scatter's centre, and click there if `click`; after the page's next
-    frame, the code it shows under the pointer."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    scatter = driver.find_element("id", "scatter")
-    pointer = ActionChains(driver, duration=10).move_to_element_with_offset(scatter, *offset)
-    (pointer.click() if click else pointer).perform()
-    return after_a_frame(driver, "return document.getElementById('hover-digit').dataset.code;")
-
-
 @pytest.mark.slow
-def test_the_point_under_the_cursor_is_decoded_and_classified_live(browser):
-    driver = browser.show(browser.shipped_page)
+def test_the_point_under_the_cursor_is_decoded_and_classified_live(chromium):
+    driver = chromium.show(chromium.shipped_page)
     codes = []
     for offset in [(-120, 60), (90, -110)]:
-        point_at_scatter(driver, offset)
+        browser.point_at_scatter(driver, offset)
         (hover,) = shown_images(driver, "#hover-image", "hover-digit")
         assert hover["difference"] == 0
         digit = driver.find_element("id", "hover-digit").text
@@ -325,9 +284,9 @@ def test_the_point_under_the_cursor_is_decoded_and_classified_live(browser):
 
 
 @pytest.mark.slow
-def test_two_clicks_give_the_straight_walk_between_them_decoded(browser):
-    driver = browser.show(browser.shipped_page)
-    clicked = [point_at_scatter(driver, offset, click=True) for offset in [(-150, 120), (140, -130)]]
+def test_two_clicks_give_the_straight_walk_between_them_decoded(chromium):
+    driver = chromium.show(chromium.shipped_page)
+    clicked = [browser.point_at_scatter(driver, offset, click=True) for offset in [(-150, 120), (140, -130)]]
     walk = shown_images(driver, "#walk canvas")
     assert len(walk) == 10 and all(image["difference"] == 0 for image in walk)
     codes = np.array([image["code"] for image in walk])
@@ -336,28 +295,6 @@ def test_two_clicks_give_the_straight_walk_between_them_decoded(browser):
     steps = np.diff(codes, axis=0)
     assert np.allclose(steps, steps[0], rtol=0, atol=1e-12) and (steps[0] > 0).all()  # rightwards and up
     assert driver.find_element("id", "walk-hint").text.startswith("From A z = (")
-
-
-def draw(driver, element, strokes: list[list[tuple[int, int]]], pointer: str) -> None:
-    """Draw with real pointer events: each stroke's corners are offsets from the element's centre."""
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-    from selenium.webdriver.common.actions.pointer_input import PointerInput
-
-    actions = ActionBuilder(driver, mouse=PointerInput(pointer, pointer), duration=10)
-    for stroke in strokes:
-        actions.pointer_action.move_to(element, *stroke[0]).pointer_down()
-        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
-            for step in range(1, 9):
-                actions.pointer_action.move_to(element, x0 + (x1 - x0) * step // 8, y0 + (y1 - y0) * step // 8)
-        actions.pointer_action.pointer_up()
-    actions.perform()
-
-
-def after_a_frame(driver, script: str):
-    """`script`'s value after the page has drawn its next frame."""
-    return driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        f"requestAnimationFrame(() => requestAnimationFrame(() => done((() => {{ {script} }})())));")
 
 
 PAD_RESULT = """
@@ -375,13 +312,13 @@ PAD_RESULT = """
     (1, "mouse", [[(-50, -70), (-53, -35)]]),  # small, in a corner: MNIST's framing makes it a 1
     (4, "touch", [[(-30, -60), (-45, 10), (40, 10)], [(20, -60), (20, 70)]]),
 ])
-def test_a_drawn_digit_is_encoded_classified_and_marked(browser, digit, pointer, strokes):
-    driver = browser.show(browser.shipped_page)
+def test_a_drawn_digit_is_encoded_classified_and_marked(chromium, digit, pointer, strokes):
+    driver = chromium.show(chromium.shipped_page)
     driver.find_element("id", "clear-pad").click()
-    cleared = after_a_frame(driver, PAD_RESULT)
+    cleared = browser.after_a_frame(driver, PAD_RESULT)
     assert cleared["digit"] == "" and cleared["code"] is None and cleared["ink"] == 0
-    draw(driver, driver.find_element("id", "pad"), strokes, pointer)
-    drawn = after_a_frame(driver, PAD_RESULT)
+    browser.draw(driver, driver.find_element("id", "pad"), strokes, pointer)
+    drawn = browser.after_a_frame(driver, PAD_RESULT)
     assert drawn["code"], "the drawing gave no code"
     code = [float(value) for value in drawn["code"].split(",")]
     assert len(code) == 2 and np.isfinite(code).all()
@@ -393,7 +330,7 @@ def test_a_drawn_digit_is_encoded_classified_and_marked(browser, digit, pointer,
 
 
 @pytest.mark.slow
-def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(browser, tmp_path):
+def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(chromium, tmp_path):
     """Layer sizes come from the state_dict and the image shape from the images: 3 hidden layers on 10x12 images."""
     torch.manual_seed(0)
     model = vae.VAE(input_dim=120, hidden_dims=(40, 24, 16)).eval()
@@ -405,7 +342,7 @@ def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(browser, tmp_pa
     np.savez(tmp_path / "train.npz", data=images)
     np.savez(tmp_path / "val.npz", data=images[:4], labels=np.array([3, 3, 7, 7]))
     run_explorer(*(tmp_path / name for name in ("train.npz", "val.npz", "vae.pth", "gmm.pkl")), "--out", tmp_path)
-    driver = browser.show(tmp_path / "explorer.html")
+    driver = chromium.show(tmp_path / "explorer.html")
     pixels = scaled(images).reshape(30, -1)
     codes = vae.latent_codes(model, pixels.astype(np.float32))
     assert np.abs(np.array(call_each(driver, "encode", pixels.tolist())) - codes).max() < 1e-3
@@ -414,8 +351,8 @@ def test_a_model_of_other_sizes_and_image_shape_runs_in_the_page(browser, tmp_pa
     decoded = np.array(call_each(driver, "decode", codes.astype(np.float32).tolist()))
     assert np.abs(decoded - expected).max() < 1e-4
     assert call_each(driver, "classify", codes.tolist()) == gmm.predict(codes).tolist()
-    draw(driver, driver.find_element("id", "pad"), [[(0, -60), (0, 60)]], "mouse")
-    drawn = after_a_frame(driver, PAD_RESULT)
+    browser.draw(driver, driver.find_element("id", "pad"), [[(0, -60), (0, 60)]], "mouse")
+    drawn = browser.after_a_frame(driver, PAD_RESULT)
     assert drawn["code"] and drawn["digit"] in ("3", "7")
     sizes = driver.execute_script("return ['pad-input', 'pad-reconstruction', 'hover-image'].map((id) => "
                                   "[document.getElementById(id).height, document.getElementById(id).width]);")

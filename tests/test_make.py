@@ -80,7 +80,8 @@ def test_a_validation_file_with_spaces_is_used_as_named_and_nothing_is_drawn(pro
     val_file = project / "my files (2)" / "val (1).npz"
     result = make(project, target, f"COURSE_FILE={course_file}", f"VAL_FILE={val_file}")
     assert result.returncode == 0, result.stderr
-    assert [call[:3] for call in calls(project)] == [[TOOL_OF_TARGET[target], course_file, str(val_file)]]
+    tool_calls = [call[:3] for call in calls(project) if call[0] != "scripts/browser.py"]  # the screenshot's
+    assert tool_calls == [[TOOL_OF_TARGET[target], course_file, str(val_file)]]
 
 
 @pytest.mark.parametrize("target", [*TOOL_OF_TARGET, "models/val.npz"])
@@ -106,7 +107,8 @@ def test_report_and_explorer_show_the_demo_digits_only_where_no_course_file_is_n
     (project / "calls").unlink()
     result = make(project, target)
     assert result.returncode == 0 and "demo" not in result.stdout
-    assert calls(project)[-1][:3] == [TOOL_OF_TARGET[target], f"data/{DEFAULT_COURSE_FILE.name}", "models/val.npz"]
+    tool_call = next(call for call in calls(project) if call[0] == TOOL_OF_TARGET[target])
+    assert tool_call[:3] == [TOOL_OF_TARGET[target], f"data/{DEFAULT_COURSE_FILE.name}", "models/val.npz"]
 
 
 @pytest.mark.parametrize("starter", ["", "1"])
