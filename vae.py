@@ -6,8 +6,8 @@ the images found without a label, and a Gaussian mixture written in NumPy, fitte
 from the validation images' class means, turns the codes into a classifier.
 
 Labels: the VAE, its refinement included, trains on no label; the 5 labelled validation images per
-digit only start the GMM at their class means, name its components and check it, and a check that
-finds two digits merged trains again from another seed.
+digit only start the GMM at their class means, name its components and check it, and where the check
+finds two digits merged, training starts again from another seed.
 
 modes:
   train                trains the VAE on TRAIN's images (never its labels), fits a GMM component
@@ -578,7 +578,7 @@ def refinement_targets(mixture: GMM, codes: np.ndarray, neighbours: torch.Tensor
     """Each training image's component: the mean of its posterior under the mixture and its graph
     cluster, propagated over its neighbours. The cluster holds a mixture that drifts from it."""
     _, posteriors = expectation_step(mixture, codes)
-    start = posteriors if clusters is None else (posteriors + np.eye(len(mixture.means))[clusters]) / 2
+    start = (posteriors + np.eye(len(mixture.means))[clusters]) / 2
     return propagate(torch.from_numpy(start), neighbours).argmax(dim=1).numpy()
 
 
@@ -648,7 +648,7 @@ def refine(model: VAE, data: torch.Tensor, pixels: np.ndarray, neighbours: torch
         if mixture is None:  # EM starts from the graph's clusters, then from the last round's fit
             mixture = maximisation_step(codes, np.eye(count)[clusters], np.arange(count))
         mixture = fit_gmm(codes, mixture)
-        previous, targets = targets, refinement_targets(mixture, codes, neighbours, clusters if number == 1 else None)
+        previous, targets = targets, refinement_targets(mixture, codes, neighbours, clusters)
         sizes = np.bincount(targets, minlength=count).tolist()
         changed = float(np.mean(targets != previous))
         rounds.append({"em_iterations": mixture.n_iter, "sizes": sizes, "changed": changed})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -160,7 +161,12 @@ def architecture_rows(model: vae.VAE) -> list[list[str]]:
     return rows
 
 
-def table_page(pdf: PdfPages, title: str, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
+def where_the_labels_enter() -> str:
+    """vae.py's own sentence on where the labels enter (its --help's), on one line."""
+    return " ".join(next(part for part in vae.__doc__.split("\n\n") if part.startswith("Labels:")).split())
+
+
+def table_page(pdf: PdfPages, title: str, tables: list[tuple[str, list[str], list[list[str]]]], note: str) -> None:
     figure = plt.figure(figsize=A4_INCHES)
     figure.suptitle(title, fontsize=14, y=0.97)
     top = 0.9
@@ -171,6 +177,7 @@ def table_page(pdf: PdfPages, title: str, tables: list[tuple[str, list[str], lis
         axis.set_title(caption, loc="left", fontsize=11)
         axis.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center").scale(1, 1.4)
         top -= height + 0.1
+    figure.text(0.08, top, textwrap.fill(note, 95), fontsize=10, va="top")
     pdf.savefig(figure)
     plt.close(figure)
 
@@ -261,7 +268,8 @@ def make_report(train_path: str, val_path: str, vae_path: str, gmm_path: str, ou
             table_page(pdf, "VAE + GMM: architecture and GMM metrics", [
                 ("Architecture (MLP VAE; reconstruction decoded from the latent mean)",
                  ["part", "linear layer", "then", "parameters"], architecture_rows(model)),
-                ("GMM metrics (F1avg = (macro F1 + micro F1) / 2)", ["split", *names], metric_rows)])
+                ("GMM metrics (F1avg = (macro F1 + micro F1) / 2)", ["split", *names], metric_rows)],
+                where_the_labels_enter())
             figure_pages(pdf, list(figures.values()))
     for figure in figures.values():
         plt.close(figure)

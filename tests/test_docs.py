@@ -21,6 +21,7 @@ from conftest import ROOT, SHIPPED, run_checked
 
 README = (ROOT / "README.md").read_text()
 RESULTS = (ROOT / "docs" / "results.md").read_text()
+DESIGN = (ROOT / "docs" / "design.md").read_text()
 MEASURED = re.compile(r"\d\.\d{2,}(?:-\d\.\d{2,})?")  # a score, a spread, a time ratio
 
 
@@ -70,9 +71,23 @@ def test_every_picture_of_the_shipped_model_was_made_from_it():
     assert len(figures) >= 9 and stale == []
 
 
+def test_where_the_labels_enter_is_said_in_the_same_words_everywhere(cli):
+    """vae.py's sentence, as --help shows it and the report's figure pages print it, in the README, the design and
+    the notebook."""
+    import json
+
+    from report import where_the_labels_enter
+
+    sentence = where_the_labels_enter()
+    notebook = "\n".join("".join(cell["source"]) for cell in json.loads((ROOT / "run.ipynb").read_text())["cells"])
+    shown = {"--help": cli("--help").stdout, "README.md": README, "docs/design.md": DESIGN, "run.ipynb": notebook}
+    assert sentence.startswith("Labels: the VAE, its refinement included, trains on no label")
+    assert [name for name, text in shown.items() if sentence not in " ".join(text.split())] == []
+
+
 def test_the_parameter_count_in_the_docs_is_the_models():
     count = f"{vae.count_parameters(vae.VAE()):,}"
-    for document in (README, RESULTS, (ROOT / "docs" / "design.md").read_text()):
+    for document in (README, RESULTS, DESIGN):
         assert set(re.findall(r"(?<![\d,])\d,\d{3},\d{3} parameters", document)) == {f"{count} parameters"}
 
 
@@ -80,7 +95,7 @@ def test_every_default_the_design_names_is_vaes():
     """docs/design.md names each default it explains as `--flag value`: each must be the value vae.py trains with."""
     defaults = {vae.flag(name): " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
                 for name, value in dataclasses.asdict(vae.DEFAULTS).items()}
-    named = re.findall(r"`(--[a-z-]+) ([^`]+)`", (ROOT / "docs" / "design.md").read_text())
+    named = re.findall(r"`(--[a-z-]+) ([^`]+)`", DESIGN)
     assert len(named) >= 10
     assert [(flag, value) for flag, value in named if defaults.get(flag) != value] == []
 
