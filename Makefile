@@ -112,7 +112,7 @@ explorer: $(VENV)/.installed $(SHOWN_FILES)  # the shipped model's page: explore
 	$(SCREENSHOT)
 
 # the baseline: the first vae.py of a VAE and a GMM with no refinement, every training time's reference
-BASELINE ?= a1fc881
+BASELINE ?= 96ffbb9
 DRAWS ?= 5
 benchmark: course-file $(VENV)/.installed
 	$(PYTHON) scripts/benchmark.py --data "$$COURSE_FILE" --baseline $(BASELINE) --draws $(DRAWS) \

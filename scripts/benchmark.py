@@ -46,6 +46,7 @@ from course_data import (
 from grader import Run, grader_commands, run_vae
 from score import (
     classification_scores,
+    machine,
     markdown_table,
     read_predictions,
     read_reconstructions,
@@ -174,6 +175,7 @@ def main() -> None:
                         "docs/generated/benchmark.md)")
     parser.add_argument("train_flags", nargs="*", help="extra flags for vae.py train, after --")
     args = parser.parse_args()
+    ran_on = machine()
     images, labels = read_course_file(args.data)
     train, held_out = split_course_file(labels, seed=args.split)
     seeds, draws, train_flags = args.seeds, args.draws, list(args.train_flags)
@@ -238,7 +240,7 @@ def main() -> None:
         extra = f" -- {' '.join(train_flags)}" if train_flags else ""
         command = (f"python scripts/benchmark.py --seeds {' '.join(map(str, seeds))} --draws {draws} "
                    f"--split {args.split}{baseline}{extra}")
-        write_generated(args.out, command, tables)
+        write_generated(args.out, command, tables, ran_on)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_data import add_course_file_argument, read_course_file, split_course_file, validation_and_test
-from score import classification_scores, markdown_table, reconstruction_scores, shared_training_gmm, write_generated
+from score import (
+    classification_scores,
+    machine,
+    markdown_table,
+    reconstruction_scores,
+    shared_training_gmm,
+    write_generated,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae  # noqa: E402  (vae.py is the product, one directory up)
@@ -153,6 +160,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the tables into this page (make limits: "
                         "docs/generated/limits.md)")
     args = parser.parse_args()
+    ran_on = machine()
     images, labels = read_course_file(args.data)
     train, held_out = split_course_file(labels)
     train_pixels = images[train].astype(np.float32) / 255
@@ -231,7 +239,7 @@ def main() -> None:
     print(f"\n{tables}")
     if args.out:
         command = f"python scripts/limits.py --seeds {' '.join(map(str, args.seeds))} --draws {args.draws}"
-        write_generated(args.out, command, tables)
+        write_generated(args.out, command, tables, ran_on)
 
 
 if __name__ == "__main__":

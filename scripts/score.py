@@ -94,11 +94,12 @@ def machine() -> str:
             f"{datetime.date.today().isoformat()}")
 
 
-def write_generated(path: Path, command: str, body: str) -> None:
-    """The tables a tool printed, as a page of docs/generated: the one home of the numbers the docs quote."""
+def write_generated(path: Path, command: str, body: str, ran_on: str) -> None:
+    """The tables a tool printed, as a page of docs/generated: the one home of the numbers the docs quote.
+    `ran_on` is machine() as the tool started, so the commit named is the code that ran."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (f"<!-- written by `{command}`; do not edit: run it again -->\n\n"
-            f"`{command}` printed, on {machine()}:\n\n{body.strip()}\n")
+            f"`{command}` printed, on {ran_on}:\n\n{body.strip()}\n")
     path.write_text(text)
     print(f"wrote {path}")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from course_data import add_course_file_argument, read_course_file, split_course_file, validation_and_test
-from score import classification_scores, markdown_table, write_generated
+from score import classification_scores, machine, markdown_table, write_generated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae  # noqa: E402
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table into this page (make stress: "
                         "docs/generated/stress.md)")
     args = parser.parse_args()
+    ran_on = machine()
     images, labels = read_course_file(args.data)
     train, held_out = split_course_file(labels)
     pixels = images.astype(np.float32) / 255
@@ -81,7 +82,7 @@ def main() -> None:
         words = ["python scripts/stress.py", "--seeds", *map(str, args.seeds)]
         if args.variations != list(VARIATIONS):
             words += ["--variations", *map(shlex.quote, args.variations)]
-        write_generated(args.out, " ".join([*words, "--restarts", str(args.restarts)]), table)
+        write_generated(args.out, " ".join([*words, "--restarts", str(args.restarts)]), table, ran_on)
 
 
 if __name__ == "__main__":

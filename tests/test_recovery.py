@@ -103,18 +103,17 @@ def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, se
 @pytest.mark.slow
 @pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file: data/ or COURSE_FILE")
 @pytest.mark.skipif(torch.__version__ != SHIPPED_TORCH, reason=f"a trajectory found under torch {SHIPPED_TORCH}")
-def test_the_stress_runs_collapse_recovers_on_the_development_split():
-    """scripts/stress.py's collapse: the wide MLP at seed 1, shortened, merges the 4s into another digit at its
-    first GMM fit; the restart from seed 1001 ends with no digit merged and a held-out F1avg in the usual band."""
+def test_the_wide_mlp_that_once_collapsed_trains_to_the_digits_on_the_development_split():
+    """scripts/stress.py's wide MLP at seed 1, shortened: the release before merged the 4s into another digit at its
+    first GMM fit and recovered by a restart. Whatever this training takes, each restart follows a merge, from the
+    derived seed, and the last training merges nothing and scores a held-out F1avg in the usual band."""
     images, labels = read_course_file(COURSE_FILE)
     train, held_out = split_course_file(labels)
     validation, test = validation_and_test(labels, held_out, 1)
     pixels = scaled(images)
     config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS["--hidden 1024 512"], seed=1)
     fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config)
-    assert fit.checks[0].merged and not fit.checks[0].refitted
-    assert [check.seed for check in fit.checks][1:] == [1001] * (len(fit.checks) - 1)
-    val_codes = vae.latent_codes(fit.model, pixels[validation])
-    assert not vae.merged_digits(fit.gmm, val_codes, labels[validation])
+    assert [training["seed"] for training in fit.trainings] == [1 + 1000 * r for r in range(len(fit.trainings))]
+    assert all(training["merged"] for training in fit.trainings[:-1]) and not fit.trainings[-1]["merged"]
     predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))
     assert classification_scores(labels[test], predicted)["F1avg"] > 0.98
