@@ -83,13 +83,14 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def machine() -> str:
-    """Where a measurement ran: the commit (with "+changes" where the tree differs), the processor, the threads,
+    """Where a measurement ran: the commit (with "+changes" where its code differs), the processor, the threads,
     PyTorch, the date."""
     def git(*arguments: str) -> str:
         done = subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip()
 
-    commit = (git("rev-parse", "--short", "HEAD") or "no git") + ("+changes" if git("status", "--porcelain") else "")
+    changed = git("status", "--porcelain", "--", "vae.py", "scripts")  # the code measured, not the docs
+    commit = (git("rev-parse", "--short", "HEAD") or "no git") + ("+changes" if changed else "")
     return (f"commit {commit}, {vae.processor()}, {torch.get_num_threads()} threads, PyTorch {torch.__version__}, "
             f"{datetime.date.today().isoformat()}")
 
