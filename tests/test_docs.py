@@ -22,8 +22,7 @@ from conftest import ROOT, SHIPPED, run_checked
 README = (ROOT / "README.md").read_text()
 RESULTS = (ROOT / "docs" / "results.md").read_text()
 DESIGN = (ROOT / "docs" / "design.md").read_text()
-GENERATED = {number for page in (ROOT / "docs" / "generated").glob("*.md")
-             for number in re.findall(r"\d+\.\d+", page.read_text())}
+GENERATED = ROOT / "docs" / "generated"
 MEASURED = re.compile(r"(?<![<>=] )(?<![\d.])\d\.\d{2,}(?:-\d\.\d{2,})?")  # a score, a range, a ratio; not a target
 
 
@@ -33,14 +32,33 @@ def section(text: str, heading: str) -> str:
     return text[start:end]
 
 
-@pytest.mark.parametrize("page, text", [("README.md", section(README, "What to expect when the course retrains it")),
-                                        ("docs/results.md", RESULTS)])
-def test_every_measured_number_is_read_from_a_generated_table(page, text):
-    """A number a page quotes was printed by make benchmark, make limits or make stress into docs/generated: where
-    it is not there, the page was typed by hand or the table was measured again."""
-    numbers = [number for found in MEASURED.findall(text) for number in found.split("-")]
-    assert numbers
-    assert [number for number in numbers if number not in GENERATED] == []
+def unsourced(text: str) -> list[str]:
+    """The measured numbers of `text` that no generated page it links to holds."""
+    linked = {number for page in re.findall(r"generated/([\w-]+\.md)", text)
+              for number in re.findall(r"\d+\.\d+", (GENERATED / page).read_text())}
+    return [number for found in MEASURED.findall(text) for number in found.split("-") if number not in linked]
+
+
+@pytest.mark.parametrize("page, texts", [("README.md", [section(README, "What to expect when the course retrains it")]),
+                                         ("docs/results.md", RESULTS.split("\n## "))])
+def test_every_measured_number_is_read_from_the_generated_table_its_section_links(page, texts):
+    """A number a section quotes was printed by make benchmark, make limits or make stress into the page of
+    docs/generated that the section links: where it is not there, it was typed by hand or measured again since."""
+    quoted = [text for text in texts if MEASURED.search(text)]
+    assert quoted
+    assert [(text.splitlines()[0], unsourced(text)) for text in quoted if unsourced(text)] == []
+
+
+def test_the_readmes_expectations_are_the_benchmarks_mean_and_worst_seed():
+    benchmark = (GENERATED / "benchmark.md").read_text()
+    first_table = next(block for block in benchmark.split("\n\n") if block.startswith("|"))  # vae.py's
+    rows = {cells[0]: cells for cells in ([cell.strip() for cell in line.strip("|").split("|")]
+                                          for line in first_table.splitlines())}
+    columns = dict(zip(rows["seed"], range(len(rows["seed"]))))
+    table = section(README, "What to expect when the course retrains it")
+    for score, column in {"F1avg": "F1avg mean", "1 - MSE": "1-MSE", "SSIM": "SSIM"}.items():
+        row = next(line for line in table.splitlines() if line.startswith("| ") and score in line)
+        assert row.split("|")[-3:-1] == [f" {rows[name][columns[column]]} " for name in ("mean", "worst")]
 
 
 SHIPPED_BY = {key: json.loads((SHIPPED / "vae_history.json").read_text()).get(key)
@@ -159,3 +177,24 @@ def test_the_conda_environment_is_the_starter_environment():
     assert conda.pop("python") == "3.10"
     conda["torch"] = conda.pop("pytorch")
     assert conda and all(starter[package].startswith(version) for package, version in conda.items())
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", ["README.md", *(f"docs/{path.name}" for path in sorted((ROOT / "docs").glob("*.md")))])
+def test_every_link_between_the_pages_reaches_a_file_and_a_heading(page):
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", (ROOT / page).read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (ROOT / page).parent / path if path else ROOT / page
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and anchor not in {slug(line.lstrip("#")) for line in linked.read_text().splitlines()
+                                       if line.startswith("#")}:
+            broken.append(target)
+    assert broken == []
