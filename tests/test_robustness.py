@@ -414,7 +414,8 @@ def test_ctrl_c_during_training_writes_nothing(demo, shipped):
     before = files_in(shipped)
     process = subprocess.Popen(
         [sys.executable, str(VAE_PY), str(demo["train"]), str(demo["val"]), "train", "vae.pth", "gmm_params.pkl"],
-        cwd=shipped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=shipped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's background job ignores it
     for line in process.stdout:
         if line.startswith("vae "):  # an epoch of the VAE stage
             break
