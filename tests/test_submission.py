@@ -3,13 +3,18 @@ model files to upload included."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import pickle
 import platform
+import runpy
 import shutil
 import subprocess
 import sys
+import traceback
+import types
 import zipfile
 from pathlib import Path
 
@@ -17,7 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SHIPPED, VAE_PY, copy_model, short_training
+import grader
+from conftest import ROOT, SHIPPED, VAE_PY, copy_model, make_demo_files, short_training
 
 SUBMISSION = ROOT / "scripts" / "submission.py"
 GOOD = {"group.txt": "2020CSZ1234\n2020CSZ5678\n", "model_path.txt": "https://drive.example.org/folder/abc\n"}
@@ -106,7 +112,71 @@ def test_a_good_candidate_is_run_then_zipped_in_the_course_layout(candidate):
     assert not list(candidate.glob("*.partial"))
 
 
-def test_a_write_that_fails_midway_leaves_no_zip_and_no_temporary(candidate, monkeypatch, capsys):
+def run_here(program, argv: list[str], cwd: Path | None = None) -> tuple[int, str, str]:
+    """`program()` run in this process as a Python started with `argv` in `cwd` runs it: its exit code, as that
+    Python would exit, and what it printed to stdout and stderr."""
+    printed, errors = io.StringIO(), io.StringIO()
+    saved_argv, saved_folder = sys.argv, os.getcwd()
+    sys.argv = argv
+    os.chdir(cwd or saved_folder)
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+            try:
+                program()
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_folder)
+    return code, printed.getvalue(), errors.getvalue()
+
+
+def run_vae_here(vae_py, *arguments, cwd, python=None) -> grader.Run:
+    """grader.run_vae's stand-in: `vae_py` run in this process, as `python vae_py arguments` in `cwd` runs it."""
+    program = lambda: runpy.run_path(str(vae_py), run_name="__main__")  # noqa: E731
+    code, printed, errors = run_here(program, [str(vae_py), *map(str, arguments)], cwd=Path(cwd))
+    return grader.Run(code, printed, errors, seconds=0.0, peak_mb=0.0)
+
+
+@pytest.fixture
+def pythons_here(monkeypatch):
+    """The Pythons the tool starts, run in this process instead: its `python -c` scripts and the zipped vae.py,
+    with the same argv, folder and outcome, in a second where each Python takes seconds to import torch. For what
+    the tool makes of their outcomes; the slow tests run them as the separate Pythons they are."""
+    import submission
+
+    def run_script(command, **_) -> subprocess.CompletedProcess:
+        _, option, script, *arguments = map(str, command)
+        assert option == "-c", command
+        code, printed, errors = run_here(lambda: exec(script, {"__name__": "__main__"}), ["-c", *arguments])
+        return subprocess.CompletedProcess(command, code, printed, errors)
+
+    monkeypatch.setattr(submission, "subprocess", types.SimpleNamespace(run=run_script))
+    monkeypatch.setattr(submission, "run_vae", run_vae_here)
+
+
+SCRIPTS = {"printing": "print('loaded', 12)", "exiting with a message": "import sys\nsys.exit('vae.py: error: broken')",
+           "raising": "import json\njson.loads('{')"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS)
+def test_the_stand_in_exits_and_prints_as_the_python_it_stands_for(tmp_path, pythons_here, script):
+    """For the outcomes the tool reads: the exit code, what was printed, the last line of an error."""
+    import submission
+
+    real = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    here = submission.subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (here.returncode, here.stdout, grader.last_line(here.stderr)) == (
+        real.returncode, real.stdout, grader.last_line(real.stderr))
+
+
+def test_a_write_that_fails_midway_leaves_no_zip_and_no_temporary(candidate, pythons_here, monkeypatch):
     import submission
 
     def copy_half_then_fail(source, target):
@@ -141,17 +211,17 @@ def check_model_files(folder, monkeypatch, capsys, *extra) -> tuple[str | None, 
 
 @pytest.fixture(scope="module")
 def other_training(tmp_path_factory) -> Path:
-    """A folder holding a pair from a short training of a smaller VAE than VAE() (a few seconds)."""
-    from conftest import make_demo_files, run_checked
-
+    """A folder holding a pair from a short training of a smaller VAE than VAE() (a second)."""
     folder = tmp_path_factory.mktemp("other")
     demo = make_demo_files(folder)
-    run_checked(demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *short_training("--hidden", "64", "32"),
-                cwd=folder)
+    trained = run_vae_here(VAE_PY, demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl",
+                           *short_training("--hidden", "64", "32"), cwd=folder)
+    assert trained.returncode == 0, trained.stderr
     return folder
 
 
-def test_the_model_files_to_upload_are_run_and_named_with_their_size_and_sha256(candidate, monkeypatch, capsys):
+def test_the_model_files_to_upload_are_run_and_named_with_their_size_and_sha256(candidate, pythons_here,
+                                                                               monkeypatch, capsys):
     folder = candidate / "my model (final)"
     (candidate / "models").rename(folder)
     message, printed = check_model_files(candidate, monkeypatch, capsys, "--model", folder)
@@ -181,8 +251,8 @@ def release_before(gmm_path: Path) -> None:
     ("a GMM file of the release before", "gmm_params.pkl: not a GMM file saved by this program"),
     ("a missing vae.pth", "vae.pth: no such file"),
 ])
-def test_model_files_that_would_fail_the_grader_are_refused_in_one_line(candidate, other_training, monkeypatch,
-                                                                       capsys, problem, fragment):
+def test_model_files_that_would_fail_the_grader_are_refused_in_one_line(candidate, other_training, pythons_here,
+                                                                       monkeypatch, capsys, problem, fragment):
     models = candidate / "my models (2)"
     (candidate / "models").rename(models)
     (candidate / "submission.zip").write_bytes(b"an earlier run's zip")
