@@ -53,7 +53,8 @@ def test_the_trained_model_classifies_the_demo_digits(demo, trained, tmp_path):
 
 @pytest.mark.environment
 def test_test_reconstruction_writes_the_contract(demo, shipped):
-    run_checked(demo["recon"], "test_reconstruction", "vae.pth", cwd=shipped)
+    result = run_checked(demo["recon"], "test_reconstruction", "vae.pth", cwd=shipped)
+    assert "10 reconstructions" in result.stdout
     with np.load(shipped / "vae_reconstructed.npz") as archive:  # the course's name for it
         assert set(archive.files) == {"data", "arr_0"}
         data = archive["data"]
@@ -116,8 +117,8 @@ def test_help_shows_each_modes_command_and_lists_every_setting(cli):
         assert f"{vae.flag(setting)} " in shown and f"(default {value})" in shown
 
 
-def test_no_arguments_show_the_usage(tmp_path):
-    result = run_checked(cwd=tmp_path, expect=2)
+def test_no_arguments_show_the_usage(cli):
+    result = cli(expect=2)
     for mode in ("train", "test_reconstruction", "test_classifier"):
         assert f"{mode} " in result.stderr
     assert "Traceback" not in result.stderr
@@ -149,6 +150,7 @@ def test_test_modes_import_neither_matplotlib_nor_scipy(demo, shipped):
     assert not {name for name in imported if name.split(".")[0] in ("matplotlib", "scipy", "sklearn")}
 
 
+@pytest.mark.slow
 def test_report_draws_every_figure_and_scores_the_gmm_as_the_classifier_does(demo, shipped, cli):
     import report
 

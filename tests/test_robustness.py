@@ -73,7 +73,7 @@ def test_14x14_even_digits_train_classify_and_reconstruct(tmp_path):
     for name in ("train", "val", "test"):  # 14x14 images, 2x2 means of 28x28, flat rows of 196 pixels
         small = images_of(files[name]).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).round().reshape(-1, 196)
         np.savez(tmp_path / f"{name}.npz", data=small.astype(np.uint8), labels=labels_of(files[name]))
-    shorter = short_training(epochs=vae.DEFAULTS.epochs, refine_epochs=10, restarts=None)  # 0.83; defaults: 2x
+    shorter = short_training(epochs=20, refine_epochs=5, restarts=None)  # 0.92; twice the epochs: 0.93
     run_checked("train.npz", "val.npz", "train", "vae.pth", "gmm.pkl", *shorter, cwd=tmp_path)
     run_checked("test.npz", "test_classifier", "vae.pth", "gmm.pkl", cwd=tmp_path)
     truth = labels_of(files["test"])
@@ -156,15 +156,16 @@ def write_oversized(path, images: int) -> None:
         np.lib.format.write_array_header_1_0(member, header)
 
 
-def test_an_input_too_large_for_memory_is_refused_before_it_is_read(demo, shipped):
-    """It says so in one line, at once, and takes none of the memory its header declares."""
+def test_an_input_too_large_for_memory_is_refused_before_it_is_read(demo, shipped, cli):
+    """It says so in one line, at once, and takes none of the memory its header declares (a Python of its own, to
+    measure that)."""
     available = vae.available_memory()
     images = 2 * available // 784  # their uint8 pixels alone would fill the memory twice
     write_oversized(shipped / "huge.npz", images)
     result = run_checked("huge.npz", "test_reconstruction", "vae.pth", cwd=shipped, expect=None)
     assert_clean_error(result, 2, "huge.npz: 'data' declares", f"{images * 784:,} values", "GiB")
     assert result.peak_mb < 2000  # the declared array is over 2 x the free memory
-    run_checked(demo["train"], "huge.npz", "train", "vae.pth", "gmm.pkl", cwd=shipped, expect=2)
+    assert_clean_error(cli(demo["train"], "huge.npz", "train", "vae.pth", "gmm.pkl", expect=None), 2, "huge.npz")
     assert sorted(os.listdir(shipped)) == ["gmm_params.pkl", "huge.npz", "vae.pth"]
 
 
@@ -381,7 +382,7 @@ def limit_file_size(size: int):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
-@pytest.mark.parametrize("mode", ["train", "test_classifier"])
+@pytest.mark.parametrize("mode", [pytest.param("train", marks=pytest.mark.slow), "test_classifier"])
 def test_a_full_disk_midway_leaves_the_old_outputs_and_no_temporary(demo, shipped, mode):
     (shipped / vae.PREDICTIONS_FILE).write_text(f"{vae.PREDICTIONS_HEADER}\n1\n")
     before = files_in(shipped)
@@ -410,6 +411,7 @@ def test_nan_loss_stops_training_with_a_clear_message(demo, shipped, cli):
     assert files_in(shipped) == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_writes_nothing(demo, shipped):
     before = files_in(shipped)
     process = subprocess.Popen(
