@@ -60,7 +60,7 @@ def test_images_too_small_for_an_ssim_window_train_on_the_cross_entropy_alone():
 def test_the_decoder_trained_last_sharpens_reconstructions_and_leaves_the_classifier_as_it_was(demo):
     pixels = pixels_of(demo["train"])
     validation, labels = pixels_of(demo["val"]), labels_of(demo["val"])
-    config = short_config(epochs=5, refine_epochs=10, decoder_epochs=20)
+    config = short_config(epochs=5, refine_epochs=2, decoder_epochs=20)
     before, gmm_before, history_before, _ = vae.fit_classifier(
         pixels, validation, labels, vae.dataclasses.replace(config, decoder_epochs=0))
     after, gmm_after, history, _ = vae.fit_classifier(pixels, validation, labels, config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -10,12 +9,7 @@ import pytest
 import torch
 
 import vae
-from conftest import SHIPPED, labels_of, pixels_of, read_predictions, scaled, short_config
-from course_data import COURSE_FILE, read_course_file, split_course_file, validation_and_test
-from score import classification_scores
-from stress import SHORT, VARIATIONS
-
-SHIPPED_TORCH = json.loads((SHIPPED / "vae_history.json").read_text()).get("torch")
+from conftest import labels_of, pixels_of, read_predictions, short_config
 
 DIGITS = np.array([1, 4, 8])
 CENTRES = np.array([[-5.0, 0.0], [0.0, 0.0], [5.0, 0.0]])
@@ -98,22 +92,3 @@ def test_a_training_with_nothing_to_recover_is_the_training_of_before(epochs, se
     alone, _ = vae.train_vae(torch.from_numpy(pixels), config)
     assert [training["merged"] for training in fit.trainings] == [[]]
     assert all(np.array_equal(a, b) for a, b in zip(fit.model.state_dict().values(), alone.state_dict().values()))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not COURSE_FILE.is_file(), reason="needs the course file: data/ or COURSE_FILE")
-@pytest.mark.skipif(torch.__version__ != SHIPPED_TORCH, reason=f"a trajectory found under torch {SHIPPED_TORCH}")
-def test_the_wide_mlp_that_once_collapsed_trains_to_the_digits_on_the_development_split():
-    """scripts/stress.py's wide MLP at seed 1, shortened: the release before merged the 4s into another digit at its
-    first GMM fit and recovered by a restart. Whatever this training takes, each restart follows a merge, from the
-    derived seed, and the last training merges nothing and scores a held-out F1avg in the usual band."""
-    images, labels = read_course_file(COURSE_FILE)
-    train, held_out = split_course_file(labels)
-    validation, test = validation_and_test(labels, held_out, 1)
-    pixels = scaled(images)
-    config = dataclasses.replace(vae.DEFAULTS, **SHORT, **VARIATIONS["--hidden 1024 512"], seed=1)
-    fit = vae.fit_classifier(pixels[train], pixels[validation], labels[validation], config)
-    assert [training["seed"] for training in fit.trainings] == [1 + 1000 * r for r in range(len(fit.trainings))]
-    assert all(training["merged"] for training in fit.trainings[:-1]) and not fit.trainings[-1]["merged"]
-    predicted = fit.gmm.predict(vae.latent_codes(fit.model, pixels[test]))
-    assert classification_scores(labels[test], predicted)["F1avg"] > 0.98

@@ -301,15 +301,15 @@ def test_refinement_pulls_jittered_views_of_the_images_too(pretrained, pulled):
 
 @pytest.mark.slow
 def test_the_defaults_rounds_lift_the_classifier_and_its_views_cost_nothing(demo):
-    """The defaults' refinement (its rounds, views and rate, 10 epochs a round) against the same without its rounds,
-    and without its views, on the demo digits: measured at seed 0, F1avg 0.983 against 0.877 and 0.983 (the views'
+    """The defaults' refinement (its rounds, views and rate, 5 epochs a round) against the same without its rounds,
+    and without its views, on the demo digits: measured at seed 0, F1avg 0.980 against 0.877 and 0.977 (the views'
     gain was measured on the development split: docs/experiments.md)."""
     from score import classification_scores
 
     test = pixels_of(demo["test"])
 
     def held_out_f1(**change) -> float:
-        config = vae.TrainConfig(refine_epochs=10, decoder_epochs=0, restarts=0, **change)
+        config = vae.TrainConfig(refine_epochs=5, decoder_epochs=0, restarts=0, **change)
         fit = vae.fit_classifier(pixels_of(demo["train"]), pixels_of(demo["val"]), labels_of(demo["val"]), config)
         predicted = fit.gmm.predict(vae.latent_codes(fit.model, test))
         return classification_scores(labels_of(demo["test"]), predicted)["F1avg"]
