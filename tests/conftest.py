@@ -7,10 +7,14 @@ Tests marked `environment` are those that prove the product in the course's envi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import runpy
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,10 +39,44 @@ from make_demo_data import make_demo_files  # noqa: E402
 from score import read_predictions, read_reconstructions  # noqa: E402, F401  (the tests read outputs as the tools do)
 
 
-def run_checked(*args, cwd: Path, expect: int | None = 0, python: Path | str = sys.executable) -> grader.Run:
-    """This repository's vae.py run by grader.run_vae, in a subprocess as the grader runs it; its exit code checked
-    unless `expect` is None."""
-    result = grader.run_vae(VAE_PY, *args, cwd=cwd, python=python)
+def run_here(program, argv: list[str], cwd: Path | None = None) -> tuple[int, str, str]:
+    """`program()` run in this process as a Python started with `argv` in `cwd` runs it: its exit code, as that
+    Python would exit, and what it printed to stdout and stderr."""
+    printed, errors = io.StringIO(), io.StringIO()
+    saved_argv, saved_folder = sys.argv, os.getcwd()
+    sys.argv = argv
+    os.chdir(cwd or saved_folder)
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+            try:
+                program()
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_folder)
+    return code, printed.getvalue(), errors.getvalue()
+
+
+def run_vae_here(vae_py: Path | str, *arguments, cwd: Path | str, python: Path | str | None = None) -> grader.Run:
+    """grader.run_vae's stand-in: `vae_py` run in this process, as `python vae_py arguments` in `cwd` runs it, in a
+    second where a Python of its own spends seconds importing torch."""
+    program = lambda: runpy.run_path(str(vae_py), run_name="__main__")  # noqa: E731
+    code, printed, errors = run_here(program, [str(vae_py), *map(str, arguments)], cwd=Path(cwd))
+    return grader.Run(code, printed, errors, seconds=0.0, peak_mb=0.0)
+
+
+def run_checked(*args, cwd: Path, expect: int | None = 0, python: Path | str | None = sys.executable) -> grader.Run:
+    """This repository's vae.py run by grader.run_vae, in a subprocess as the grader runs it, or in this process
+    where `python` is None; its exit code checked unless `expect` is None."""
+    run = grader.run_vae if python is not None else run_vae_here
+    result = run(VAE_PY, *args, cwd=cwd, python=python)
     if expect is not None:
         assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result

@@ -51,26 +51,12 @@ def shipped_outputs(python, demo, folder: Path) -> tuple[bytes, np.ndarray]:
 SHORTER = short_training(epochs=10, refine_epochs=10, restarts=None)
 
 
-def run_here(*arguments, cwd: Path) -> None:
-    """vae.py's command run by this process's vae.main in `cwd`: what a Python of this environment would do,
-    without the seconds it takes to start."""
-    started_in = os.getcwd()
-    os.chdir(cwd)
-    try:
-        assert vae.main([str(argument) for argument in arguments]) == 0
-    finally:
-        os.chdir(started_in)
-
-
 def demo_f1(python: Path | None, demo, folder: Path, seed: int) -> float:
     """Train at `seed` and classify the demo digits, with `python`'s environment, or in this process where None."""
     folder.mkdir()
     commands = grader_commands(demo["train"], demo["val"], demo["test"], demo["test"])
-    for arguments in ([*commands["train"], "--seed", seed, "--quiet", *SHORTER], commands["test_classifier"]):
-        if python is None:
-            run_here(*arguments, cwd=folder)
-        else:
-            run_checked(*arguments, cwd=folder, python=python)
+    run_checked(*commands["train"], "--seed", seed, "--quiet", *SHORTER, cwd=folder, python=python)
+    run_checked(*commands["test_classifier"], cwd=folder, python=python)
     return classification_scores(labels_of(demo["test"]), read_predictions(folder))["F1avg"]
 
 

@@ -282,7 +282,7 @@ def test_images_too_large_for_an_mlp_are_refused_before_training(demo, tmp_path,
     np.savez(tmp_path / "scans.npz", data=np.zeros((6, 512, 512), np.uint8))
     monkeypatch.setattr(vae, "fit_classifier", None)  # training would now fail with a TypeError
     result = cli("scans.npz", demo["val"], "train", "vae.pth", "gmm.pkl", expect=None)
-    with torch.device("meta"):  # shapes alone: 134 million parameters take seconds to draw
+    with torch.device("meta"):  # shapes alone: its 269 million parameters would take a gigabyte
         parameters = vae.count_parameters(vae.VAE(512 * 512))
     assert_clean_error(result, 2, "scans.npz: a VAE for images of 512x512 pixels", f"{parameters:,} parameters",
                        "1.0 GiB of memory are free; use smaller images")

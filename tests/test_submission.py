@@ -3,17 +3,14 @@ model files to upload included."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import pickle
 import platform
-import runpy
+import re
 import shutil
 import subprocess
 import sys
-import traceback
 import types
 import zipfile
 from pathlib import Path
@@ -23,7 +20,7 @@ import pytest
 import torch
 
 import grader
-from conftest import ROOT, SHIPPED, VAE_PY, copy_model, make_demo_files, short_training
+from conftest import ROOT, SHIPPED, VAE_PY, copy_model, run_checked, run_here, run_vae_here, short_training
 
 SUBMISSION = ROOT / "scripts" / "submission.py"
 GOOD = {"group.txt": "2020CSZ1234\n2020CSZ5678\n", "model_path.txt": "https://drive.example.org/folder/abc\n"}
@@ -112,38 +109,6 @@ def test_a_good_candidate_is_run_then_zipped_in_the_course_layout(candidate):
     assert not list(candidate.glob("*.partial"))
 
 
-def run_here(program, argv: list[str], cwd: Path | None = None) -> tuple[int, str, str]:
-    """`program()` run in this process as a Python started with `argv` in `cwd` runs it: its exit code, as that
-    Python would exit, and what it printed to stdout and stderr."""
-    printed, errors = io.StringIO(), io.StringIO()
-    saved_argv, saved_folder = sys.argv, os.getcwd()
-    sys.argv = argv
-    os.chdir(cwd or saved_folder)
-    try:
-        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
-            try:
-                program()
-                code = 0
-            except SystemExit as stop:
-                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
-                if isinstance(stop.code, str):
-                    print(stop.code, file=sys.stderr)
-            except Exception:
-                traceback.print_exc()
-                code = 1
-    finally:
-        sys.argv = saved_argv
-        os.chdir(saved_folder)
-    return code, printed.getvalue(), errors.getvalue()
-
-
-def run_vae_here(vae_py, *arguments, cwd, python=None) -> grader.Run:
-    """grader.run_vae's stand-in: `vae_py` run in this process, as `python vae_py arguments` in `cwd` runs it."""
-    program = lambda: runpy.run_path(str(vae_py), run_name="__main__")  # noqa: E731
-    code, printed, errors = run_here(program, [str(vae_py), *map(str, arguments)], cwd=Path(cwd))
-    return grader.Run(code, printed, errors, seconds=0.0, peak_mb=0.0)
-
-
 @pytest.fixture
 def pythons_here(monkeypatch):
     """The Pythons the tool starts, run in this process instead: its `python -c` scripts and the zipped vae.py,
@@ -176,19 +141,16 @@ def test_the_stand_in_exits_and_prints_as_the_python_it_stands_for(tmp_path, pyt
         real.returncode, real.stdout, grader.last_line(real.stderr))
 
 
-def test_a_write_that_fails_midway_leaves_no_zip_and_no_temporary(candidate, pythons_here, monkeypatch):
+def test_a_write_that_fails_midway_leaves_no_zip_and_no_temporary(candidate, pythons_here, monkeypatch, capsys):
     import submission
 
     def copy_half_then_fail(source, target):
         Path(target).write_bytes(Path(source).read_bytes()[:100])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(submission, "run_as_grader", lambda *_: None)  # the grader's run is tested above
     monkeypatch.setattr(submission.shutil, "copyfile", copy_half_then_fail)
-    monkeypatch.setattr(sys, "argv", ["submission.py", "--root", str(candidate),
-                                      "--report", str(candidate / "report.pdf")])
-    with pytest.raises(SystemExit, match="submission.zip not written: .*No space left on device"):
-        submission.main()
+    message, _ = check_model_files(candidate, monkeypatch, capsys)
+    assert re.search("submission.zip not written: .*No space left on device", message)
     assert sorted(path.name for path in candidate.iterdir()) == ["group.txt", "model_path.txt", "models", "report.pdf",
                                                                   "vae.py"]
 
@@ -210,13 +172,11 @@ def check_model_files(folder, monkeypatch, capsys, *extra) -> tuple[str | None, 
 
 
 @pytest.fixture(scope="module")
-def other_training(tmp_path_factory) -> Path:
-    """A folder holding a pair from a short training of a smaller VAE than VAE() (a second)."""
+def other_training(demo, tmp_path_factory) -> Path:
+    """A folder holding a pair from a short training of a smaller VAE than VAE() (a second, in this process)."""
     folder = tmp_path_factory.mktemp("other")
-    demo = make_demo_files(folder)
-    trained = run_vae_here(VAE_PY, demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl",
-                           *short_training("--hidden", "64", "32"), cwd=folder)
-    assert trained.returncode == 0, trained.stderr
+    run_checked(demo["val"], demo["val"], "train", "vae.pth", "gmm_params.pkl", *short_training("--hidden", "64", "32"),
+                cwd=folder, python=None)
     return folder
 
 
